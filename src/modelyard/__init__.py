@@ -1,0 +1,72 @@
+"""modelyard: multi-model endpoints on your own machines, speaking SageMaker's API."""
+
+from modelyard.artifacts import Artifact, DiskCache, validate_target
+from modelyard.cache import CacheEvents, Entry, ModelCache
+from modelyard.endpoint import Endpoint, Prediction
+from modelyard.errors import (
+    ArtifactInvalid,
+    ArtifactNotFound,
+    EndpointNotFound,
+    InsufficientMemory,
+    InvalidTargetModel,
+    ModelAlreadyLoaded,
+    ModelError,
+    ModelNotLoaded,
+    ModelNotReady,
+    ModelTooLarge,
+    ModelyardError,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    StoreError,
+    UnsupportedContentType,
+    ValidationError,
+)
+from modelyard.handlers import HANDLERS, Handler, Loader, Model
+from modelyard.metrics import Metrics
+from modelyard.policy import GDSF, LRU, EvictionPolicy
+from modelyard.server import create_app
+from modelyard.settings import Settings
+from modelyard.store import ObjectInfo, Store, open_store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GDSF",
+    "HANDLERS",
+    "LRU",
+    "Artifact",
+    "ArtifactInvalid",
+    "ArtifactNotFound",
+    "CacheEvents",
+    "DiskCache",
+    "Endpoint",
+    "EndpointNotFound",
+    "Entry",
+    "EvictionPolicy",
+    "Handler",
+    "InsufficientMemory",
+    "InvalidTargetModel",
+    "Loader",
+    "Metrics",
+    "Model",
+    "ModelAlreadyLoaded",
+    "ModelCache",
+    "ModelError",
+    "ModelNotLoaded",
+    "ModelNotReady",
+    "ModelTooLarge",
+    "ModelyardError",
+    "ObjectInfo",
+    "PayloadTooLarge",
+    "Prediction",
+    "ServiceUnavailable",
+    "Settings",
+    "Store",
+    "StoreError",
+    "UnsupportedContentType",
+    "ValidationError",
+    "__version__",
+    "create_app",
+    "open_store",
+    "validate_target",
+]

@@ -1,0 +1,385 @@
+"""The memory cache: loaded models under a byte budget, loaded on demand.
+
+Rules (SPEC §4):
+
+* The budget counts measured model sizes plus reservations for loads under way;
+  room is made *before* a load from the best estimate (the size this version had
+  last time, else its size on disk times the ratio observed so far) and settled to
+  the measured size right after it, so the accounted total never exceeds the budget.
+* One load per target at a time: concurrent requests for a cold model await the same
+  task. Different targets load in parallel up to ``max_concurrent_loads``. A request
+  waits at most ``wait_timeout`` seconds (then :class:`ModelNotReady`), while the
+  load goes on for the next request. A failed load inserts nothing and is retried by
+  the next request.
+* Eviction follows an :class:`~modelyard.policy.EvictionPolicy`; pinned models and
+  models with a request in flight are never chosen; a model evicted while a request
+  still uses it is unloaded when that request ends. A model larger than the whole
+  budget fails with :class:`ModelTooLarge` without evicting anything.
+* The artifact's version is part of the identity. A warm model is re-checked in the
+  background at most every ``version_check_interval`` seconds; a new version loads
+  beside the old one, which keeps serving until the new one replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from modelyard import sizing
+from modelyard.artifacts import DiskCache, resolve_version
+from modelyard.errors import ArtifactNotFound, ModelNotReady, ModelTooLarge, ServiceUnavailable
+from modelyard.handlers import Loader, Model
+from modelyard.policy import GDSF, EvictionPolicy
+from modelyard.store import Store
+
+__all__ = ["CacheEvents", "Entry", "ModelCache"]
+
+log = logging.getLogger("modelyard.cache")
+
+Key = tuple[str, str]  # (target, version)
+
+
+@dataclass(eq=False, slots=True)
+class Entry:
+    """A model resident in memory."""
+
+    target: str
+    version: str
+    model: Model
+    size: int
+    disk_size: int
+    download_seconds: float
+    load_seconds: float
+    loaded_at: float
+    checked_at: float
+    pinned: bool = False
+    inflight: int = 0
+    resident: bool = True
+    hits: int = 0
+    last_used: float = field(default=0.0)
+
+    @property
+    def key(self) -> Key:
+        return (self.target, self.version)
+
+
+class CacheEvents(Protocol):
+    """What the cache reports as it works (metrics implement it)."""
+
+    def hit(self) -> None: ...
+    def miss(self) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def downloaded(self, seconds: float, *, from_disk: bool) -> None: ...
+    def loaded(self, seconds: float) -> None: ...
+    def unloaded(self, seconds: float) -> None: ...
+    def evicted(self, reason: str) -> None: ...
+    def load_failed(self, error: BaseException) -> None: ...
+
+
+class _NoEvents:
+    def hit(self) -> None: ...
+    def miss(self) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def downloaded(self, seconds: float, *, from_disk: bool) -> None: ...
+    def loaded(self, seconds: float) -> None: ...
+    def unloaded(self, seconds: float) -> None: ...
+    def evicted(self, reason: str) -> None: ...
+    def load_failed(self, error: BaseException) -> None: ...
+
+
+class ModelCache:
+    """Loaded models of one instance, under ``budget`` bytes (see module doc)."""
+
+    def __init__(
+        self,
+        store: Store,
+        disk: DiskCache,
+        loader: Loader,
+        *,
+        budget: int,
+        max_concurrent_loads: int = 4,
+        wait_timeout: float = 60.0,
+        version_check_interval: float = 5.0,
+        enabled: bool = True,
+        policy: EvictionPolicy[Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        measure: Callable[[Callable[[], Model]], tuple[Model, int]] = sizing.measure,
+        events: CacheEvents | None = None,
+    ) -> None:
+        self.store = store
+        self.disk = disk
+        self.loader = loader
+        self.budget = budget
+        self.wait_timeout = wait_timeout
+        self.version_check_interval = version_check_interval
+        self.enabled = enabled
+        self.policy: EvictionPolicy[Any] = policy if policy is not None else GDSF()
+        self.events: CacheEvents = events if events is not None else _NoEvents()
+        self._clock = clock
+        self._measure = measure
+        self._slots = asyncio.Semaphore(max_concurrent_loads)
+        self._entries: dict[Key, Entry] = {}
+        self._current: dict[str, Entry] = {}
+        self._loads: dict[str, asyncio.Task[Entry]] = {}
+        self._waiting: dict[str, int] = {}  # requests awaiting each target's load
+        self._background: set[asyncio.Task[None]] = set()
+        self._known_sizes: dict[Key, int] = {}
+        self._size_ratio = 2.0  # memory bytes per disk byte, learnt from each load
+        self.used = 0
+        self.reserved = 0
+        self.loads = 0
+        self.evictions: dict[str, int] = {}
+
+    # -- requests ---------------------------------------------------------------
+
+    async def acquire(self, target: str) -> Entry:
+        """The current model for ``target``, loading it if needed; :meth:`release` it after."""
+        entry = self._current.get(target)
+        if entry is not None:
+            now = self._clock()
+            if now - entry.checked_at >= self.version_check_interval:
+                self._refresh_later(entry, now)
+            entry.inflight += 1
+            entry.hits += 1
+            entry.last_used = now
+            self.policy.touch(entry.key)
+            self.events.hit()
+            return entry
+        self.events.miss()
+        for _ in range(3):  # a freshly loaded model can be evicted before we resume
+            entry = await self._wait_for_load(target)
+            if entry.resident:
+                entry.inflight += 1
+                entry.hits += 1
+                entry.last_used = self._clock()
+                return entry
+        raise ServiceUnavailable(
+            f"Model '{target}' was evicted as soon as it loaded: the cache is too small for the traffic."
+        )
+
+    def release(self, entry: Entry) -> None:
+        """End a request's use of ``entry``."""
+        entry.inflight -= 1
+        if entry.inflight:
+            return
+        if not entry.resident:
+            self._unload(entry, "deferred")
+        elif not self.enabled and not entry.pinned and not self._waiting.get(entry.target):
+            self._evict(entry, "cache_disabled")
+
+    @contextlib.asynccontextmanager
+    async def use(self, target: str) -> AsyncIterator[Entry]:
+        """``async with cache.use(target) as entry:`` acquire and release around a block."""
+        entry = await self.acquire(target)
+        try:
+            yield entry
+        finally:
+            self.release(entry)
+
+    async def _wait_for_load(self, target: str) -> Entry:
+        task = self._loads.get(target)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(target))
+            self._loads[target] = task
+            task.add_done_callback(lambda done: self._load_done(target, done))
+        started = time.perf_counter()
+        self._waiting[target] = self._waiting.get(target, 0) + 1
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.wait_timeout)
+        except TimeoutError:
+            raise ModelNotReady(
+                f"Model '{target}' is still loading after {self.wait_timeout:g} s; retry shortly."
+            ) from None
+        finally:
+            if waiting := self._waiting.pop(target) - 1:
+                self._waiting[target] = waiting
+            self.events.waited(time.perf_counter() - started)
+
+    def _load_done(self, target: str, task: asyncio.Task[Entry]) -> None:
+        if self._loads.get(target) is task:
+            del self._loads[target]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            self.events.load_failed(error)
+
+    # -- loading ----------------------------------------------------------------
+
+    async def _load(self, target: str) -> Entry:
+        async with self._slots:
+            artifact = await self.disk.fetch(self.store, target)
+            try:
+                current = self._current.get(target)
+                if current is not None and current.version == artifact.version:
+                    current.checked_at = self._clock()
+                    return current
+                self.events.downloaded(artifact.download_seconds, from_disk=artifact.from_disk)
+                return await self._load_artifact(
+                    target, artifact.version, artifact.path, artifact.disk_size, artifact.download_seconds
+                )
+            finally:
+                self.disk.release(artifact)
+
+    async def _load_artifact(
+        self, target: str, version: str, path: Any, disk_size: int, download_seconds: float
+    ) -> Entry:
+        key = (target, version)
+        known = self._known_sizes.get(key)
+        if known is not None and known > self.budget:
+            raise self._too_large(target, known)
+        estimate = known if known is not None else int(disk_size * self._size_ratio)
+        reservation = estimate if estimate <= self.budget else 0
+        self._make_room(reservation)
+        self.reserved += reservation
+        try:
+            started = time.perf_counter()
+            model, size = await asyncio.to_thread(self._measure, lambda: self.loader.load(path))
+            load_seconds = time.perf_counter() - started
+        finally:
+            self.reserved -= reservation
+        self._known_sizes[key] = size
+        if size > self.budget:
+            model.unload()
+            raise self._too_large(target, size)
+        try:
+            self._make_room(size)
+        except BaseException:
+            model.unload()
+            raise
+        if disk_size:
+            self._size_ratio = 0.8 * self._size_ratio + 0.2 * (size / disk_size)
+        now = self._clock()
+        entry = Entry(target, version, model, size, disk_size, download_seconds, load_seconds, now, now, last_used=now)
+        self._entries[key] = entry
+        self.used += size
+        self.loads += 1
+        self.policy.insert(key, size, download_seconds + load_seconds)
+        previous = self._current.get(target)
+        self._current[target] = entry
+        if previous is not None and previous is not entry:
+            entry.pinned = previous.pinned
+            self._evict(previous, "replaced")
+        self.events.loaded(load_seconds)
+        log.info("loaded %s version %s: %d bytes in %.1f ms", target, version, size, load_seconds * 1000)
+        return entry
+
+    def _too_large(self, target: str, size: int) -> ModelTooLarge:
+        return ModelTooLarge(
+            f"Model '{target}' needs {size} bytes of memory, more than the whole budget of {self.budget} bytes."
+        )
+
+    def _make_room(self, need: int) -> None:
+        def protected(key: Key) -> bool:
+            entry = self._entries[key]
+            return entry.pinned or entry.inflight > 0
+
+        while self.used + self.reserved + need > self.budget:
+            victim = self.policy.victim(protected)
+            if victim is None:
+                raise ServiceUnavailable(
+                    f"No room for {need} more bytes: the resident models are pinned or in use "
+                    f"({self.used} of {self.budget} bytes)."
+                )
+            self._evict(self._entries[victim], "capacity")
+
+    # -- removal ----------------------------------------------------------------
+
+    def _evict(self, entry: Entry, reason: str) -> None:
+        if not entry.resident:
+            return
+        entry.resident = False
+        del self._entries[entry.key]
+        self.policy.remove(entry.key, evicted=reason == "capacity")
+        self.used -= entry.size
+        if self._current.get(entry.target) is entry:
+            del self._current[entry.target]
+        self.evictions[reason] = self.evictions.get(reason, 0) + 1
+        self.events.evicted(reason)
+        if entry.inflight == 0:
+            self._unload(entry, reason)
+
+    def _unload(self, entry: Entry, reason: str) -> None:
+        started = time.perf_counter()
+        try:
+            entry.model.unload()
+        except Exception:  # a handler failing to clean up must not break the cache
+            log.exception("unloading %s failed", entry.target)
+        self.events.unloaded(time.perf_counter() - started)
+        log.info("unloaded %s version %s (%s)", entry.target, entry.version, reason)
+
+    # -- versions ---------------------------------------------------------------
+
+    def _refresh_later(self, entry: Entry, now: float) -> None:
+        entry.checked_at = now  # one check per interval, even while this one runs
+        task = asyncio.get_running_loop().create_task(self._refresh(entry))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _refresh(self, entry: Entry) -> None:
+        try:
+            version = await resolve_version(self.store, entry.target)
+            if version != entry.version and entry.target not in self._loads:
+                await self._wait_for_load(entry.target)
+        except ArtifactNotFound:
+            pass  # SPEC §3: a deleted artifact is served until it leaves the cache
+        except Exception as exc:  # noqa: BLE001 - the old version keeps serving; the next check retries
+            log.warning("refreshing %s failed: %s", entry.target, exc)
+
+    # -- operator actions -------------------------------------------------------
+
+    async def pin(self, target: str) -> Entry:
+        """Load ``target`` (if needed) and keep it resident until :meth:`unpin`."""
+        async with self.use(target) as entry:
+            entry.pinned = True
+        return entry
+
+    def unpin(self, target: str) -> bool:
+        """Let ``target`` be evicted again; False when it is not resident."""
+        entry = self._current.get(target)
+        if entry is None:
+            return False
+        entry.pinned = False
+        return True
+
+    async def preload(self, targets: list[str]) -> None:
+        """Load ``targets`` now, as room allows, so their first requests are warm."""
+        for target in targets:
+            async with self.use(target):
+                pass
+
+    def unload(self, target: str) -> bool:
+        """Drop ``target`` from memory (kept on disk); False when it was not resident."""
+        entry = self._current.get(target)
+        if entry is None:
+            return False
+        self._evict(entry, "unloaded")
+        return True
+
+    def invalidate(self, target: str) -> None:
+        """Forget ``target`` entirely: memory, disk and known version."""
+        for entry in [e for e in self._entries.values() if e.target == target]:
+            self._evict(entry, "invalidated")
+        self.disk.invalidate(target)
+
+    def get(self, target: str) -> Entry | None:
+        """The resident entry serving ``target``, without loading or counting a hit."""
+        return self._current.get(target)
+
+    def entries(self) -> list[Entry]:
+        """Every resident model."""
+        return list(self._entries.values())
+
+    def loading(self) -> list[str]:
+        """Targets whose load is under way."""
+        return list(self._loads)
+
+    async def close(self) -> None:
+        """Cancel background work and unload every model."""
+        for task in [*self._loads.values(), *self._background]:
+            task.cancel()
+        for entry in list(self._entries.values()):
+            entry.pinned = False
+            self._evict(entry, "shutdown")

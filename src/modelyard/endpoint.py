@@ -1,0 +1,108 @@
+"""An endpoint: one store, one cache, one request path, independent of HTTP.
+
+:meth:`Endpoint.invoke` is what ``InvokeEndpoint`` does once the HTTP layer has read
+the request: validate the target, get the model from the cache (loading it on a
+miss), run it, and time the model apart from the overhead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from modelyard.artifacts import DiskCache, validate_target
+from modelyard.cache import ModelCache
+from modelyard.errors import ModelError, ModelyardError, ServiceUnavailable
+from modelyard.handlers import Loader, Model
+from modelyard.metrics import Metrics
+from modelyard.policy import POLICIES
+from modelyard.settings import Settings
+from modelyard.store import Store, open_store
+
+__all__ = ["Endpoint", "Prediction"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A model's answer to one request."""
+
+    body: bytes
+    content_type: str
+    model_seconds: float
+
+
+def _run(model: Model, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+    try:
+        return model.invoke(body, content_type, accept)
+    except ModelyardError:
+        raise
+    except Exception as exc:  # the model's own code failed: the caller sees ModelError
+        raise ModelError(f"{type(exc).__name__}: {exc}", original_status=500) from exc
+
+
+class Endpoint:
+    """A multi-model endpoint over one store (see module doc)."""
+
+    def __init__(self, settings: Settings, store: Store | None = None, *, cache: ModelCache | None = None) -> None:
+        self.settings = settings
+        self.name = settings.endpoint_name
+        self.variant = settings.variant_name
+        self.metrics = Metrics(settings.endpoint_name, settings.variant_name, settings.instance_id)
+        self.store = store if store is not None else open_store(settings.store, settings.store_options)
+        self.cache = (
+            cache
+            if cache is not None
+            else ModelCache(
+                self.store,
+                DiskCache(settings.disk_cache_dir(), int(settings.disk), max_unpacked=int(settings.max_unpacked)),
+                Loader(settings.framework, trusted=settings.trust_store),
+                budget=int(settings.memory),
+                max_concurrent_loads=settings.max_concurrent_loads,
+                wait_timeout=settings.load_wait_timeout,
+                version_check_interval=settings.version_check_interval,
+                enabled=settings.model_cache == "Enabled",
+                policy=POLICIES[settings.eviction](),
+                events=self.metrics,
+            )
+        )
+        self.metrics.cache = self.cache
+        self.inflight = 0
+        self.closing = False
+        self._inline_payload = int(settings.inline_payload)
+
+    async def start(self) -> None:
+        """Load the preloaded and pinned models."""
+        await self.cache.preload(list(self.settings.preload))
+        for target in self.settings.pin:
+            await self.cache.pin(target)
+
+    async def close(self) -> None:
+        """Refuse new requests and unload every model."""
+        self.closing = True
+        await self.cache.close()
+
+    async def invoke(self, target: str | None, body: bytes, content_type: str | None, accept: str | None) -> Prediction:
+        """Run ``target`` on ``body``; raises a :class:`ModelyardError` for every failure."""
+        if self.closing:
+            raise ServiceUnavailable("The endpoint is shutting down.")
+        if self.inflight >= self.settings.max_inflight:
+            raise ServiceUnavailable(
+                f"The endpoint is at its limit of {self.settings.max_inflight} requests in progress."
+            )
+        target = validate_target(target)
+        self.inflight += 1
+        try:
+            entry = await self.cache.acquire(target)
+            try:
+                started = time.perf_counter()
+                ctype, acc = content_type or "text/csv", accept or ""
+                if len(body) <= self._inline_payload:
+                    out, media = _run(entry.model, body, ctype, acc)
+                else:
+                    out, media = await asyncio.to_thread(_run, entry.model, body, ctype, acc)
+                return Prediction(out, media, time.perf_counter() - started)
+            finally:
+                self.cache.release(entry)
+        finally:
+            self.inflight -= 1

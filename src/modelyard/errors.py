@@ -1,0 +1,154 @@
+"""The one error hierarchy of modelyard.
+
+Every error carries the SageMaker error code botocore maps to a ``ClientError`` and
+the HTTP status it is served with; the server turns them into responses in one place
+(:mod:`modelyard.server.responses`). Third-party exceptions are translated at the
+boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a 500.
+
+::
+
+    ModelyardError                       InternalFailure       500
+    ├── ValidationError                  ValidationError       400
+    │   ├── EndpointNotFound
+    │   ├── InvalidTargetModel
+    │   ├── ArtifactNotFound
+    │   ├── ArtifactInvalid              (corrupt archive, no model file, unsafe member)
+    │   ├── PayloadTooLarge
+    │   ├── UnsupportedContentType
+    │   └── ModelTooLarge                (larger than the whole memory budget)
+    ├── ModelError                       ModelError            424
+    ├── ModelNotReady                    ModelNotReadyException 429
+    ├── ServiceUnavailable               ServiceUnavailable    503
+    ├── StoreError                       InternalFailure       500 (the store failed)
+    └── container API only:
+        ├── ModelAlreadyLoaded           409
+        ├── ModelNotLoaded               404
+        └── InsufficientMemory           507
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactInvalid",
+    "ArtifactNotFound",
+    "EndpointNotFound",
+    "InsufficientMemory",
+    "InvalidTargetModel",
+    "ModelAlreadyLoaded",
+    "ModelError",
+    "ModelNotLoaded",
+    "ModelNotReady",
+    "ModelTooLarge",
+    "ModelyardError",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+    "StoreError",
+    "UnsupportedContentType",
+    "ValidationError",
+]
+
+
+class ModelyardError(Exception):
+    """Base of every error modelyard raises on purpose.
+
+    ``code`` is the AWS error code (``x-amzn-ErrorType``), ``status`` the HTTP status.
+    """
+
+    code: str = "InternalFailure"
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def extra(self) -> dict[str, object]:
+        """Keys added to the JSON error body besides ``__type`` and ``message``."""
+        return {}
+
+
+class ValidationError(ModelyardError):
+    """The request is wrong: the caller must change it."""
+
+    code = "ValidationError"
+    status = 400
+
+
+class EndpointNotFound(ValidationError):
+    """The endpoint named in the URL is not served here."""
+
+
+class InvalidTargetModel(ValidationError):
+    """The target model header is missing, too long, or names a path outside the store."""
+
+
+class ArtifactNotFound(ValidationError):
+    """No artifact exists under the store prefix for this target model."""
+
+
+class ArtifactInvalid(ValidationError):
+    """The artifact cannot be unpacked or holds no model a handler can load."""
+
+
+class PayloadTooLarge(ValidationError):
+    """The request body is larger than the endpoint accepts."""
+
+
+class UnsupportedContentType(ValidationError):
+    """The Content-Type or Accept header names a format the model cannot read or write."""
+
+
+class ModelTooLarge(ValidationError):
+    """The model does not fit in the whole memory budget, even with the cache empty."""
+
+
+class ModelError(ModelyardError):
+    """The model's own code failed on this request (bad rows, handler exception)."""
+
+    code = "ModelError"
+    status = 424
+
+    def __init__(self, message: str, *, original_status: int = 400) -> None:
+        super().__init__(message)
+        self.original_status = original_status
+
+    def extra(self) -> dict[str, object]:
+        return {"OriginalStatusCode": self.original_status, "OriginalMessage": self.message}
+
+
+class ModelNotReady(ModelyardError):
+    """The model is still downloading or loading after the wait deadline."""
+
+    code = "ModelNotReadyException"
+    status = 429
+
+
+class ServiceUnavailable(ModelyardError):
+    """The server is overloaded (bounded queues full) or shutting down."""
+
+    code = "ServiceUnavailable"
+    status = 503
+
+
+class StoreError(ModelyardError):
+    """The store failed in a way that is not the caller's fault (network, permissions)."""
+
+
+class ModelAlreadyLoaded(ModelyardError):
+    """Container API: ``POST /models`` for a name that is already loaded."""
+
+    code = "ConflictException"
+    status = 409
+
+
+class ModelNotLoaded(ModelyardError):
+    """Container API: the named model is not loaded."""
+
+    code = "ResourceNotFound"
+    status = 404
+
+
+class InsufficientMemory(ModelyardError):
+    """Container API: the model cannot fit in the memory budget."""
+
+    code = "InsufficientMemory"
+    status = 507

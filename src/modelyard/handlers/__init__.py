@@ -1,0 +1,58 @@
+"""Handlers: the framework code between an unpacked artifact and predictions.
+
+:class:`Loader` picks the handler for an artifact from its content: every handler
+looks for its model file, and exactly one must find one (or the endpoint forces a
+framework). Nothing matching, or two handlers matching, is a clear
+:class:`~modelyard.errors.ArtifactInvalid` naming what the artifact holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelyard.errors import ArtifactInvalid, ValidationError
+from modelyard.handlers.base import Handler, Model, require
+from modelyard.handlers.xgboost import XGBoostHandler
+
+__all__ = ["HANDLERS", "Handler", "Loader", "Model", "require"]
+
+#: every handler modelyard ships, by name
+HANDLERS: dict[str, Handler] = {handler.name: handler for handler in (XGBoostHandler(),)}
+
+
+def _listing(root: Path, limit: int = 8) -> str:
+    files = [str(p.relative_to(root)) for p in sorted(root.rglob("*")) if p.is_file()]
+    shown = ", ".join(files[:limit]) + (f" and {len(files) - limit} more" if len(files) > limit else "")
+    return shown or "no files"
+
+
+class Loader:
+    """Turns an unpacked artifact folder into a loaded :class:`Model`."""
+
+    def __init__(
+        self, framework: str = "auto", *, trusted: bool = False, handlers: dict[str, Handler] | None = None
+    ) -> None:
+        self.handlers = dict(handlers or HANDLERS)
+        if framework != "auto" and framework not in self.handlers:
+            raise ValidationError(
+                f"Unknown framework '{framework}'; use auto or one of {', '.join(sorted(self.handlers))}."
+            )
+        self.framework = framework
+        self.trusted = trusted
+
+    def detect(self, root: Path) -> tuple[Handler, Path]:
+        """The handler for the artifact in ``root`` and the file it will load."""
+        chosen = [self.handlers[self.framework]] if self.framework != "auto" else list(self.handlers.values())
+        found = [(h, f) for h in chosen if (f := h.find(root)) is not None]
+        if not found:
+            wanted = self.framework if self.framework != "auto" else "any framework"
+            raise ArtifactInvalid(f"The artifact holds no model file for {wanted} (found: {_listing(root)}).")
+        if len(found) > 1:
+            names = ", ".join(f"{h.name} ({f.name})" for h, f in found)
+            raise ArtifactInvalid(f"The artifact matches several frameworks: {names}; force one with --framework.")
+        return found[0]
+
+    def load(self, root: Path) -> Model:
+        """Detect the handler and load the model."""
+        handler, model_file = self.detect(root)
+        return handler.load(model_file, trusted=self.trusted)

@@ -1,0 +1,147 @@
+"""XGBoost, following the SageMaker XGBoost container's artifact rules.
+
+The model file is ``xgboost-model`` (native binary, JSON or UBJ) or a single
+``*.json``/``*.ubj``/``*.bst`` XGBoost model. A pickled Booster (older SageMaker
+containers save one) runs code on load, so it loads only from a trusted store.
+
+One-row predictions are dominated by the Python binding, not by the trees: the
+public ``inplace_predict`` spends ~100 µs per call building JSON arguments and
+wrappers. Each model keeps its prediction arguments pre-encoded and calls the same
+C entry point (``XGBoosterPredictFromDense``) directly; the fast path is checked
+against ``inplace_predict`` when the model loads and is only used when both agree.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelyard.errors import ArtifactInvalid, ModelError
+from modelyard.handlers.base import Handler, Model, require
+
+__all__ = ["XGBoostHandler", "XGBoostModel"]
+
+_MODEL_NAME = "xgboost-model"
+_SUFFIXES = (".json", ".ubj", ".bst", ".model")
+_PREDICT_ARGS = (
+    b'{"type": 0, "training": false, "iteration_begin": 0, "iteration_end": 0, '
+    b'"missing": NaN, "strict_shape": false, "cache_id": 0}'
+)
+
+
+def _looks_like_xgboost(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(256)
+    if path.suffix in (".json", ".ubj"):
+        return b"learner" in head
+    return True
+
+
+class _DirectPredictor:
+    """Calls ``XGBoosterPredictFromDense`` with pre-built arguments (see module doc)."""
+
+    def __init__(self, booster: Any, lib: Any, check: Any) -> None:
+        self._handle = booster.handle
+        self._call = lib.XGBoosterPredictFromDense
+        self._check = check
+        self._shape = ctypes.POINTER(ctypes.c_uint64)()
+        self._dims = ctypes.c_uint64()
+        self._out = ctypes.POINTER(ctypes.c_float)()
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        n, m = rows.shape
+        interface = (
+            f'{{"data": [{rows.ctypes.data}, true], "shape": [{n}, {m}], '
+            f'"strides": null, "typestr": "<f4", "version": 3}}'
+        ).encode()
+        shape, dims, out = self._shape, self._dims, self._out
+        self._check(
+            self._call(
+                self._handle, interface, _PREDICT_ARGS, None, ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(out)
+            )
+        )
+        dims_n = dims.value
+        out_shape = tuple(int(shape[i]) for i in range(dims_n))
+        return np.ctypeslib.as_array(out, shape=(math.prod(out_shape),)).reshape(out_shape).copy()
+
+
+class XGBoostModel(Model):
+    """A loaded XGBoost Booster, predicting on one thread."""
+
+    handler = "xgboost"
+
+    def __init__(self, booster: Any) -> None:
+        self.booster = booster
+        self.num_features = int(booster.num_features()) or None
+        self._fast: _DirectPredictor | None = None
+        self._fast = self._checked_fast_path()
+
+    def _checked_fast_path(self) -> _DirectPredictor | None:
+        try:
+            from xgboost.core import _LIB, _check_call
+
+            fast = _DirectPredictor(self.booster, _LIB, _check_call)
+            probe = np.zeros((2, self.num_features or 1), dtype=np.float32)
+            probe[1, :] = np.nan
+            if np.array_equal(fast(probe), self.booster.inplace_predict(probe), equal_nan=True):
+                return fast
+        except Exception:  # noqa: BLE001 - any doubt means the public API is used
+            return None
+        return None
+
+    def predict(self, data: Any) -> Any:
+        rows = np.ascontiguousarray(data, dtype=np.float32)
+        try:
+            if self._fast is not None:
+                return self._fast(rows)
+            return self.booster.inplace_predict(rows)
+        except Exception as exc:  # XGBoostError and friends: the model refused the input
+            raise ModelError(f"XGBoost could not predict: {str(exc).splitlines()[0]}") from exc
+
+    def unload(self) -> None:
+        self._fast = None
+        self.booster = None
+
+
+class XGBoostHandler(Handler):
+    """Loads XGBoost models from SageMaker-style artifacts."""
+
+    name = "xgboost"
+
+    def find(self, root: Path) -> Path | None:
+        named = sorted(root.rglob(_MODEL_NAME))
+        if named:
+            return named[0]
+        candidates = [p for p in sorted(root.rglob("*")) if p.suffix in _SUFFIXES and p.is_file()]
+        candidates = [p for p in candidates if _looks_like_xgboost(p)]
+        return candidates[0] if len(candidates) == 1 else None
+
+    def load(self, model_file: Path, *, trusted: bool) -> Model:
+        xgb = require("xgboost", "xgboost")
+        data = model_file.read_bytes()
+        if data[:1] == b"\x80":  # a pickle protocol header
+            if not trusted:
+                raise ArtifactInvalid(
+                    f"'{model_file.name}' is a pickled model, which runs code when loaded; "
+                    "serve it only from a trusted store (--trust-store)."
+                )
+            booster = pickle.loads(data)  # noqa: S301 - the operator trusts this store
+            if not isinstance(booster, xgb.Booster):
+                booster = getattr(booster, "get_booster", lambda: None)()
+            if booster is None:
+                raise ArtifactInvalid(f"'{model_file.name}' does not hold an XGBoost model.")
+        else:
+            booster = xgb.Booster()
+            try:
+                booster.load_model(bytearray(data))
+            except xgb.core.XGBoostError as exc:
+                raise ArtifactInvalid(
+                    f"'{model_file.name}' is not a valid XGBoost model: {str(exc).splitlines()[0]}"
+                ) from exc
+        booster.set_param({"nthread": 1})
+        return XGBoostModel(booster)

@@ -1,0 +1,62 @@
+"""The ASGI application: every route of SPEC §2 on one Starlette app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from modelyard.endpoint import Endpoint
+from modelyard.errors import ModelyardError
+from modelyard.metrics import CONTENT_TYPE
+from modelyard.server import container, runtime
+from modelyard.server.responses import handle_error, handle_http_error, handle_unexpected
+
+__all__ = ["create_app"]
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of the endpoint's metrics."""
+    endpoint: Endpoint = request.app.state.endpoint
+    return Response(endpoint.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def create_app(endpoint: Endpoint) -> Starlette:
+    """The server for ``endpoint``; its lifespan preloads models and unloads them at exit."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await endpoint.start()
+        try:
+            yield
+        finally:
+            await endpoint.close()
+
+    routes = [
+        Route("/endpoints/{name}/invocations", runtime.invocations, methods=["POST"]),
+        Route("/ping", container.ping, methods=["GET"]),
+        Route("/invocations", container.invocations, methods=["POST"]),
+        Route("/models", container.load_model, methods=["POST"]),
+        Route("/models", container.list_models, methods=["GET"]),
+        Route("/models/{name:path}/invoke", container.invoke_model, methods=["POST"]),
+        Route("/models/{name:path}", container.describe_model, methods=["GET"]),
+        Route("/models/{name:path}", container.delete_model, methods=["DELETE"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            ModelyardError: handle_error,
+            HTTPException: handle_http_error,
+            Exception: handle_unexpected,
+        },
+    )
+    app.state.endpoint = endpoint
+    app.state.container_models = {}
+    return app

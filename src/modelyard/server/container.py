@@ -1,0 +1,123 @@
+"""The SageMaker multi-model container contract (bring-your-own container).
+
+``GET /ping``, ``POST /invocations`` (target in the same header as the runtime API),
+``POST /models`` ``{"model_name", "url"}`` to load (409 when loaded, 507 when it does
+not fit), ``GET /models``, ``GET /models/{name}``, ``DELETE /models/{name}`` (404 when
+not loaded) and ``POST /models/{name}/invoke``. A model loaded through this API is
+pinned: SageMaker's agent, not the cache, decides when it goes. ``url`` is the
+artifact's key in the store (a full store URL is accepted too).
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from modelyard.artifacts import validate_target
+from modelyard.endpoint import Endpoint
+from modelyard.errors import (
+    InsufficientMemory,
+    ModelAlreadyLoaded,
+    ModelNotLoaded,
+    ModelTooLarge,
+    ServiceUnavailable,
+    ValidationError,
+)
+from modelyard.server.runtime import TARGET_HEADER, invoke_response
+
+__all__ = ["delete_model", "describe_model", "invocations", "invoke_model", "list_models", "load_model", "ping"]
+
+
+def _endpoint(request: Request) -> Endpoint:
+    endpoint: Endpoint = request.app.state.endpoint
+    return endpoint
+
+
+def _names(request: Request) -> dict[str, str]:
+    names: dict[str, str] = request.app.state.container_models
+    return names
+
+
+def _describe(endpoint: Endpoint, name: str, target: str) -> dict[str, object]:
+    entry = endpoint.cache.get(target)
+    return {
+        "modelName": name,
+        "modelUrl": target,
+        "status": "Loaded" if entry is not None else "Loading",
+        "memoryBytes": entry.size if entry else None,
+        "version": entry.version if entry else None,
+    }
+
+
+async def ping(request: Request) -> Response:
+    """Health check: 200 while serving, 503 while shutting down."""
+    if _endpoint(request).closing:
+        raise ServiceUnavailable("The endpoint is shutting down.")
+    return Response(b"", media_type="application/json")
+
+
+async def invocations(request: Request) -> Response:
+    """``POST /invocations`` with the target model header."""
+    return await invoke_response(_endpoint(request), request, request.headers.get(TARGET_HEADER))
+
+
+async def load_model(request: Request) -> Response:
+    """``POST /models``: load and pin a model under a name."""
+    endpoint = _endpoint(request)
+    try:
+        doc = json.loads(await request.body())
+        name, url = str(doc["model_name"]), str(doc.get("url") or doc["model_name"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValidationError('Body must be JSON {"model_name": ..., "url": ...}.') from exc
+    prefix = endpoint.store.url.rstrip("/") + "/"
+    target = validate_target(url[len(prefix) :] if url.startswith(prefix) else url)
+    if name in _names(request):
+        raise ModelAlreadyLoaded(f"Model {name} is already loaded.")
+    try:
+        await endpoint.cache.pin(target)
+    except (ModelTooLarge, ServiceUnavailable) as exc:
+        raise InsufficientMemory(f"Cannot load model {name}: {exc.message}") from exc
+    _names(request)[name] = target
+    return JSONResponse({"status": f"Model {name} loaded."})
+
+
+async def list_models(request: Request) -> Response:
+    """``GET /models``: models loaded by name, then every other resident model."""
+    endpoint = _endpoint(request)
+    named = _names(request)
+    models = [_describe(endpoint, n, t) for n, t in named.items()]
+    pinned = set(named.values())
+    models += [_describe(endpoint, e.target, e.target) for e in endpoint.cache.entries() if e.target not in pinned]
+    return JSONResponse({"models": models})
+
+
+def _target(request: Request) -> str:
+    name = request.path_params["name"]
+    target = _names(request).get(name)
+    if target is None:
+        raise ModelNotLoaded(f"Model {name} is not loaded.")
+    return target
+
+
+async def describe_model(request: Request) -> Response:
+    """``GET /models/{name}``."""
+    target = _target(request)
+    return JSONResponse([_describe(_endpoint(request), request.path_params["name"], target)])
+
+
+async def delete_model(request: Request) -> Response:
+    """``DELETE /models/{name}``: unpin and unload."""
+    target = _target(request)
+    del _names(request)[request.path_params["name"]]
+    endpoint = _endpoint(request)
+    if target not in _names(request).values():
+        endpoint.cache.unpin(target)
+        endpoint.cache.unload(target)
+    return JSONResponse({"status": f"Model {request.path_params['name']} unloaded."})
+
+
+async def invoke_model(request: Request) -> Response:
+    """``POST /models/{name}/invoke``."""
+    return await invoke_response(_endpoint(request), request, _target(request))

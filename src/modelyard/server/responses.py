@@ -1,0 +1,57 @@
+"""Errors to responses, in one place: the AWS error shape botocore understands.
+
+Every error is served with ``x-amzn-ErrorType: <Code>`` and a JSON body
+``{"__type": "<Code>", "message": "..."}`` (plus ``OriginalStatusCode`` and
+``OriginalMessage`` for a ModelError), so boto3 raises a ``ClientError`` with the
+right code. Anything unexpected is an InternalFailure 500 whose message hides
+internals; it is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelyard.errors import ModelyardError
+
+__all__ = ["error_response", "handle_error", "handle_http_error", "handle_unexpected", "request_id"]
+
+log = logging.getLogger("modelyard.server")
+
+_HTTP_CODES = {404: "UnknownOperationException", 405: "UnknownOperationException", 413: "ValidationError"}
+
+
+def request_id() -> str:
+    """A fresh request id, returned as ``x-amzn-RequestId``."""
+    return str(uuid.uuid4())
+
+
+def error_response(code: str, status: int, message: str, extra: dict[str, object] | None = None) -> Response:
+    """The AWS-shaped error response."""
+    body = {"__type": code, "message": message, **(extra or {})}
+    headers = {"x-amzn-ErrorType": code, "x-amzn-RequestId": request_id()}
+    return Response(json.dumps(body), status_code=status, headers=headers, media_type="application/json")
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    """Starlette handler for :class:`ModelyardError`."""
+    assert isinstance(exc, ModelyardError)
+    return error_response(exc.code, exc.status, exc.message, exc.extra())
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette handler for routing errors (unknown path, wrong method)."""
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "ValidationError")
+    return error_response(code, exc.status_code, f"{request.method} {request.url.path}: {exc.detail}")
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    """Last resort: a bug, never bad input."""
+    log.error("internal failure on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response("InternalFailure", 500, "An internal error occurred; see the server log.")

@@ -1,0 +1,86 @@
+"""Running the server: in the foreground (``modelyard serve``) or on a thread (demo, tests)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+
+from modelyard.endpoint import Endpoint
+from modelyard.server.app import create_app
+from modelyard.settings import Settings
+from modelyard.store import Store
+
+__all__ = ["BackgroundServer", "serve"]
+
+
+def _config(endpoint: Endpoint, settings: Settings) -> uvicorn.Config:
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    return uvicorn.Config(
+        create_app(endpoint),
+        host=settings.host,
+        port=settings.port,
+        loop=loop,
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+
+
+def serve(settings: Settings, store: Store | None = None) -> None:
+    """Serve until interrupted."""
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("modelyard").warning(
+            "Serving on %s without authentication: anyone who reaches it can invoke models.", settings.host
+        )
+    endpoint = Endpoint(settings, store)
+    uvicorn.Server(_config(endpoint, settings)).run()
+
+
+class BackgroundServer:
+    """A server on a thread, bound to ``settings.host`` (port 0 picks a free port).
+
+    ``with BackgroundServer(settings) as server: boto3.client(..., endpoint_url=server.url)``
+    """
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.endpoint = Endpoint(settings, store)
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((settings.host, settings.port))
+        self.port = self._socket.getsockname()[1]
+        self.url = f"http://{settings.host}:{self.port}"
+        self._server = uvicorn.Server(_config(self.endpoint, settings))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Shut down and wait for the thread."""
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        self._socket.close()

@@ -1,0 +1,104 @@
+"""One typed settings object for a modelyard server.
+
+Precedence, lowest first: defaults < config file (TOML) < environment variables
+(``MODELYARD_<FIELD>``, e.g. ``MODELYARD_MEMORY=4GiB``) < command-line options.
+Build it once in ``main()`` with :meth:`Settings.load` and pass it down; nothing
+reads the environment at import time. Sizes accept ``512MiB``, ``2GiB``, ``10GB``.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ByteSize, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["Settings"]
+
+_config_file: ContextVar[Path | None] = ContextVar("modelyard_config_file", default=None)
+
+
+class Settings(BaseSettings):
+    """Everything a server needs to know; every field is documented below."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELYARD_", extra="forbid", validate_default=True)
+
+    store: str = "./models"
+    """Where artifacts live: a folder, ``file://``, ``s3://bucket/prefix/``, ``gs://``, ``az://`` or ``memory://name``."""
+    store_options: dict[str, str] = Field(default_factory=dict)
+    """Backend options, e.g. ``endpoint``, ``region``, ``access_key_id`` for S3 (AWS_* variables also work)."""
+    endpoint_name: str = "modelyard"
+    """The name served at ``/endpoints/{name}/invocations``."""
+    variant_name: str = "AllTraffic"
+    """Returned as ``X-Amzn-Invoked-Production-Variant`` and used as a metrics label."""
+    instance_id: str = "0"
+    """This instance's name in metrics."""
+    host: str = "127.0.0.1"
+    """Address to bind."""
+    port: int = 8080
+    """Port to bind."""
+    memory: ByteSize = ByteSize(2 * 1024**3)
+    """Memory budget for loaded models, in bytes (``2GiB``)."""
+    disk_cache: Path | None = None
+    """Folder for downloaded artifacts; default ``~/.cache/modelyard/<endpoint>``."""
+    disk: ByteSize = ByteSize(10 * 1024**3)
+    """Byte budget of the disk cache."""
+    max_unpacked: ByteSize = ByteSize(4 * 1024**3)
+    """Largest unpacked size of one artifact (protects against tar bombs)."""
+    max_payload: int = 6_291_456
+    """Largest request body in bytes (SageMaker's limit)."""
+    version_check_interval: float = 5.0
+    """Seconds between checks of a warm model's artifact for a new version."""
+    load_wait_timeout: float = 60.0
+    """Seconds a request waits for its model to load before ModelNotReadyException."""
+    max_concurrent_loads: int = 4
+    """Different models downloading/loading at the same time."""
+    max_inflight: int = 512
+    """Requests in progress before new ones get ServiceUnavailable."""
+    inline_payload: ByteSize = ByteSize(64 * 1024)
+    """Bodies up to this size predict on the event loop; larger ones on a worker thread."""
+    eviction: Literal["gdsf", "lru"] = "gdsf"
+    """Eviction policy: ``gdsf`` (recency, frequency, size, load cost) or plain ``lru``."""
+    model_cache: Literal["Enabled", "Disabled"] = "Enabled"
+    """SageMaker's ModelCacheSetting: ``Disabled`` unloads a model after each request."""
+    framework: str = "auto"
+    """Handler for every artifact (``xgboost``...) or ``auto`` to detect it per artifact."""
+    trust_store: bool = False
+    """Allow formats that run code when loaded (pickle, joblib, inference.py)."""
+    preload: list[str] = Field(default_factory=list)
+    """Target models loaded at start-up."""
+    pin: list[str] = Field(default_factory=list)
+    """Target models loaded at start-up and never evicted."""
+    log_level: str = "info"
+    """Logging level."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=_config_file.get())
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Settings from the config file, the environment and ``overrides`` (CLI), in that order."""
+        token = _config_file.set(config_file)
+        try:
+            return cls(**{k: v for k, v in overrides.items() if v is not None})
+        finally:
+            _config_file.reset(token)
+
+    def disk_cache_dir(self) -> Path:
+        """The disk cache folder, defaulting under the user's cache directory."""
+        return self.disk_cache or Path.home() / ".cache" / "modelyard" / self.endpoint_name

@@ -1,0 +1,85 @@
+"""Measuring how much memory a model really takes.
+
+Framework models live mostly in native memory that ``sys.getsizeof`` and tracemalloc
+cannot see, and a file's size says little about its size once loaded. So a load is
+measured as the growth of the C heap (glibc ``mallinfo2``: bytes in use, mmapped
+blocks included) across it, one measured load at a time. Where ``mallinfo2`` is not
+available the resident set size is used instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["heap_in_use", "measure", "rss_bytes"]
+
+T = TypeVar("T")
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_lock = threading.Lock()
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _load_mallinfo2() -> Callable[[], _MallInfo2] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _MallInfo2
+    fn.argtypes = []
+    return fn
+
+
+_mallinfo2 = _load_mallinfo2()
+
+
+def rss_bytes() -> int:
+    """The process's resident set size in bytes (0 where /proc is not available)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE
+    except OSError:
+        return 0
+
+
+def heap_in_use() -> int:
+    """Bytes the C allocator has handed out and not taken back (RSS as a fallback)."""
+    if _mallinfo2 is None:
+        return rss_bytes()
+    info = _mallinfo2()
+    return int(info.uordblks + info.hblkhd)
+
+
+def measure(fn: Callable[[], T]) -> tuple[T, int]:
+    """Run ``fn`` and return its result with the bytes of memory it left allocated.
+
+    Measurements are serialised so that two loads do not count each other's memory.
+    """
+    with _lock:
+        before = heap_in_use()
+        result = fn()
+        grown = heap_in_use() - before
+    return result, max(grown, 0)
