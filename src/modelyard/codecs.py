@@ -84,8 +84,8 @@ def _decode_libsvm(body: bytes, n_features: int | None) -> np.ndarray:
         raise ModelError("The request has no rows.")
     matrix = np.full((len(parsed), width), np.nan, dtype=np.float32)
     for i, row in enumerate(parsed):
-        for j, number in row.items():
-            matrix[i, j] = number
+        for j, cell in row.items():
+            matrix[i, j] = cell
     return matrix
 
 
