@@ -21,7 +21,11 @@ from modelyard.server.run import BackgroundServer
 from modelyard.settings import Settings
 from modelyard.store import Store
 
-CREDENTIALS = {"aws_access_key_id": "modelyard-test", "aws_secret_access_key": "modelyard-test", "region_name": "us-east-1"}
+CREDENTIALS = {
+    "aws_access_key_id": "modelyard-test",
+    "aws_secret_access_key": "modelyard-test",
+    "region_name": "us-east-1",
+}
 
 
 @pytest.fixture
@@ -31,7 +35,7 @@ def anyio_backend() -> str:
 
 def runtime_client(url: str) -> Any:
     """boto3's sagemaker-runtime client against ``url``, with retries off so errors surface."""
-    config = Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=60)
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=60)
     return boto3.client("sagemaker-runtime", endpoint_url=url, config=config, **CREDENTIALS)
 
 
@@ -77,14 +81,30 @@ class SeaweedS3:
         self.log = (root / "weed.log").open("wb")
         self.process = subprocess.Popen(
             [
-                weed, "mini", f"-dir={root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
-                "-webdav=false", "-admin.ui=false", f"-s3.port={ports[0]}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-                f"-master.port={ports[1]}", f"-volume.port={ports[2]}", f"-filer.port={ports[3]}",
-                f"-filer.localSocket={root}/filer.sock", f"-s3.localSocket={root}/s3.sock",
+                weed,
+                "mini",
+                f"-dir={root}",
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-master.telemetry=false",
+                "-webdav=false",
+                "-admin.ui=false",
+                f"-s3.port={ports[0]}",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                f"-master.port={ports[1]}",
+                f"-volume.port={ports[2]}",
+                f"-filer.port={ports[3]}",
+                f"-filer.localSocket={root}/filer.sock",
+                f"-s3.localSocket={root}/s3.sock",
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"], "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"]},
+            env={
+                **os.environ,
+                "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+            },
         )
         self.client = boto3.client("s3", endpoint_url=self.endpoint, **CREDENTIALS)
         self._wait_ready()

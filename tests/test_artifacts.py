@@ -49,7 +49,9 @@ def test_bad_targets_are_refused(target: str) -> None:
         validate_target(target)
 
 
-@pytest.mark.parametrize("target", ["Houston_TX.tar.gz", "eu/de/Berlin.tar.gz", "model v2.json", "a..b.tar.gz", "x" * 1024])
+@pytest.mark.parametrize(
+    "target", ["Houston_TX.tar.gz", "eu/de/Berlin.tar.gz", "model v2.json", "a..b.tar.gz", "x" * 1024]
+)
 def test_good_targets_pass(target: str) -> None:
     assert validate_target(target) == target
 

@@ -6,7 +6,9 @@ import pytest
 from modelyard.policy import GDSF, LRU, EvictionPolicy
 
 
-def hit_ratio(policy: EvictionPolicy[int], trace: np.ndarray, capacity: int, sizes: dict[int, int] | None = None) -> float:
+def hit_ratio(
+    policy: EvictionPolicy[int], trace: np.ndarray, capacity: int, sizes: dict[int, int] | None = None
+) -> float:
     resident: set[int] = set()
     hits = 0
     for key in map(int, trace):

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -103,6 +105,7 @@ class ModelCache:
         *,
         budget: int,
         max_concurrent_loads: int = 4,
+        load_threads: int = 1,
         wait_timeout: float = 60.0,
         version_check_interval: float = 5.0,
         enabled: bool = True,
@@ -123,6 +126,10 @@ class ModelCache:
         self._clock = clock
         self._measure = measure
         self._slots = asyncio.Semaphore(max_concurrent_loads)
+        # Framework loads run on their own threads: one by default, since loads are
+        # measured one at a time anyway and a fixed thread keeps per-thread framework
+        # state from being charged to whichever model first ran on a new thread.
+        self._load_executor = ThreadPoolExecutor(load_threads, thread_name_prefix="modelyard-load")
         self._entries: dict[Key, Entry] = {}
         self._current: dict[str, Entry] = {}
         self._loads: dict[str, asyncio.Task[Entry]] = {}
@@ -236,7 +243,9 @@ class ModelCache:
         self.reserved += reservation
         try:
             started = time.perf_counter()
-            model, size = await asyncio.to_thread(self._measure, lambda: self.loader.load(path))
+            loop = asyncio.get_running_loop()
+            load = functools.partial(self.loader.load_measured, path, self._measure)
+            model, size = await loop.run_in_executor(self._load_executor, load)
             load_seconds = time.perf_counter() - started
         finally:
             self.reserved -= reservation
@@ -383,3 +392,4 @@ class ModelCache:
         for entry in list(self._entries.values()):
             entry.pinned = False
             self._evict(entry, "shutdown")
+        self._load_executor.shutdown(wait=False, cancel_futures=True)

@@ -8,6 +8,7 @@ framework). Nothing matching, or two handlers matching, is a clear
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from modelyard.errors import ArtifactInvalid, ValidationError
@@ -39,6 +40,7 @@ class Loader:
             )
         self.framework = framework
         self.trusted = trusted
+        self._warm: set[str] = set()
 
     def detect(self, root: Path) -> tuple[Handler, Path]:
         """The handler for the artifact in ``root`` and the file it will load."""
@@ -56,3 +58,18 @@ class Loader:
         """Detect the handler and load the model."""
         handler, model_file = self.detect(root)
         return handler.load(model_file, trusted=self.trusted)
+
+    def load_measured(
+        self, root: Path, measure: Callable[[Callable[[], Model]], tuple[Model, int]]
+    ) -> tuple[Model, int]:
+        """Load and measure the model's memory with ``measure``.
+
+        A framework's first load in a process also pays for its one-time set-up
+        (imports, global pools); that first model is loaded once unmeasured, so no
+        model is charged for the framework itself.
+        """
+        handler, model_file = self.detect(root)
+        if handler.name not in self._warm:
+            handler.load(model_file, trusted=self.trusted).unload()
+            self._warm.add(handler.name)
+        return measure(lambda: handler.load(model_file, trusted=self.trusted))
