@@ -5,13 +5,19 @@ Run pinned to the server's core: ``taskset -c 0 python bench/bare_loop.py ARTIFA
 * ``inplace_predict``: a plain loop over ``booster.inplace_predict(np.array([[row]], float32))``
   on the artifact's ``xgboost-model`` with ``nthread=1`` (the "bare" rate);
 * ``modelyard_invoke``: modelyard's own model object, ``Loader().load(dir).invoke(body, 'text/csv', '')``;
-* the pieces of that invoke (decode, predict, encode), to see where a warm request goes.
+* the pieces of that invoke (decode, predict, encode), to see where a warm request goes;
+* ``experiment_reused_proxy_predict``: NOT what modelyard does today: the same C call
+  (``XGBoosterPredictFromDense``) with a proxy DMatrix created once and reused, instead of
+  the NULL proxy modelyard passes (XGBoost then builds a new proxy and ``Context`` per call,
+  which reads cgroup files). Evidence for a proposed change in src/.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
+import math
 import json
 import tarfile
 import tempfile
@@ -25,6 +31,7 @@ import xgboost as xgb
 
 from modelyard import codecs
 from modelyard.handlers import Loader
+from modelyard.handlers.xgboost import _PREDICT_ARGS
 
 BODY = b"1994,3188,5,1.5,1.62,3"
 ROW = [[1994, 3188, 5, 1.5, 1.62, 3]]
@@ -51,6 +58,44 @@ def rate(fn: Callable[[], Any], *, seconds: float, max_calls: int = 5_000_000, w
     return {"calls": calls, "seconds": elapsed, "calls_per_s": calls / elapsed, "us_per_call": elapsed / calls * 1e6}
 
 
+class ReusedProxyPredictor:
+    """``XGBoosterPredictFromDense`` with one proxy DMatrix for all calls (single thread only)."""
+
+    def __init__(self, booster: Any) -> None:
+        from xgboost.core import _LIB, _check_call
+
+        self._lib = _LIB
+        self._check = _check_call
+        self._handle = booster.handle
+        self._call = _LIB.XGBoosterPredictFromDense
+        self._proxy = ctypes.c_void_p()
+        _check_call(_LIB.XGProxyDMatrixCreate(ctypes.byref(self._proxy)))
+        self._shape = ctypes.POINTER(ctypes.c_uint64)()
+        self._dims = ctypes.c_uint64()
+        self._out = ctypes.POINTER(ctypes.c_float)()
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        n, m = rows.shape
+        address = rows.__array_interface__["data"][0]
+        interface = (
+            f'{{"data": [{address}, true], "shape": [{n}, {m}], "strides": null, "typestr": "<f4", "version": 3}}'
+        ).encode()
+        shape, dims, out = self._shape, self._dims, self._out
+        self._check(
+            self._call(
+                self._handle, interface, _PREDICT_ARGS, self._proxy, ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(out)
+            )
+        )
+        out_shape = tuple(int(shape[i]) for i in range(dims.value))
+        count = math.prod(out_shape)
+        result = np.empty(count, dtype=np.float32)
+        ctypes.memmove(result.ctypes.data, out, 4 * count)
+        return result.reshape(out_shape)
+
+    def close(self) -> None:
+        self._check(self._lib.XGDMatrixFree(self._proxy))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("artifact", type=Path)
@@ -72,6 +117,10 @@ def main() -> None:
     predicted = model.predict(decoded)
     expected = float(booster.inplace_predict(prebuilt)[0])
     got = float(model.invoke(BODY, "text/csv", "")[0])
+    reused = ReusedProxyPredictor(booster)
+    probe = np.zeros((2, decoded.shape[1]), dtype=np.float32)
+    probe[1, :] = np.nan
+    same = bool(np.array_equal(reused(probe), booster.inplace_predict(probe), equal_nan=True))
     seconds = args.seconds
     results: dict[str, Any] = {
         "prediction_bare": expected,
@@ -83,7 +132,10 @@ def main() -> None:
         "modelyard_predict": rate(lambda: model.predict(decoded), seconds=seconds / 3),
         "modelyard_encode": rate(lambda: model.encode(predicted, ""), seconds=seconds / 3),
         "modelyard_accept_check": rate(lambda: codecs.accept_type(""), seconds=seconds / 6),
+        "experiment_reused_proxy_predict": rate(lambda: reused(decoded), seconds=seconds / 3),
+        "experiment_reused_proxy_matches_inplace_predict": same,
     }
+    reused.close()
     print(json.dumps(results))
 
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -74,7 +75,9 @@ class SeaweedS3:
     """A SeaweedFS ``weed mini`` server on loopback, used as the S3 store."""
 
     def __init__(self, root: Path) -> None:
-        weed = shutil.which("weed") or str(Path(os.__file__).parents[3] / "bin" / "weed")
+        weed = str(Path(sys.executable).parent / "weed")
+        if not Path(weed).exists():
+            weed = shutil.which("weed") or "weed"
         ports = [_free_port() for _ in range(4)]
         self.port = ports[0]
         self.endpoint = f"http://127.0.0.1:{self.port}"

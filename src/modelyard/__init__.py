@@ -6,6 +6,7 @@ from modelyard.endpoint import Endpoint, Prediction
 from modelyard.errors import (
     ArtifactInvalid,
     ArtifactNotFound,
+    CacheFull,
     EndpointNotFound,
     InsufficientMemory,
     InvalidTargetModel,
@@ -38,6 +39,7 @@ __all__ = [
     "ArtifactInvalid",
     "ArtifactNotFound",
     "CacheEvents",
+    "CacheFull",
     "DiskCache",
     "Endpoint",
     "EndpointNotFound",

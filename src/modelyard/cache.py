@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from modelyard import sizing
 from modelyard.artifacts import DiskCache, resolve_version
-from modelyard.errors import ArtifactNotFound, ModelNotReady, ModelTooLarge, ServiceUnavailable
+from modelyard.errors import ArtifactNotFound, CacheFull, ModelNotReady, ModelTooLarge, ServiceUnavailable
 from modelyard.handlers import Loader, Model
 from modelyard.policy import GDSF, EvictionPolicy
 from modelyard.store import Store
@@ -288,7 +288,7 @@ class ModelCache:
         while self.used + self.reserved + need > self.budget:
             victim = self.policy.victim(protected)
             if victim is None:
-                raise ServiceUnavailable(
+                raise CacheFull(
                     f"No room for {need} more bytes: the resident models are pinned or in use "
                     f"({self.used} of {self.budget} bytes)."
                 )

@@ -19,7 +19,8 @@ boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a
     ├── ModelError                       ModelError            424
     ├── ModelNotReady                    ModelNotReadyException 429
     ├── ServiceUnavailable               ServiceUnavailable    503
-    ├── StoreError                       InternalFailure       500 (the store failed)
+    │   ├── CacheFull                    (every resident model is pinned or in use)
+    │   └── StoreError                   (the store is unreachable or refuses us)
     └── container API only:
         ├── ModelAlreadyLoaded           409
         ├── ModelNotLoaded               404
@@ -31,6 +32,7 @@ from __future__ import annotations
 __all__ = [
     "ArtifactInvalid",
     "ArtifactNotFound",
+    "CacheFull",
     "EndpointNotFound",
     "InsufficientMemory",
     "InvalidTargetModel",
@@ -129,7 +131,11 @@ class ServiceUnavailable(ModelyardError):
     status = 503
 
 
-class StoreError(ModelyardError):
+class CacheFull(ServiceUnavailable):
+    """No room can be made: every resident model is pinned or serving a request."""
+
+
+class StoreError(ServiceUnavailable):
     """The store failed in a way that is not the caller's fault (network, permissions)."""
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -72,6 +72,7 @@ class Metrics:
     """The endpoint's metrics; also the cache's event sink (:class:`~modelyard.cache.CacheEvents`)."""
 
     def __init__(self, endpoint: str, variant: str, instance: str) -> None:
+        disable_created_metrics()  # "_created" series only double the output
         self.registry = CollectorRegistry(auto_describe=True)
         labels = (endpoint, variant, instance)
         self.cache: ModelCache | None = None

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from modelyard.artifacts import validate_target
 from modelyard.endpoint import Endpoint
 from modelyard.errors import (
+    CacheFull,
     InsufficientMemory,
     ModelAlreadyLoaded,
     ModelNotLoaded,
@@ -77,7 +78,7 @@ async def load_model(request: Request) -> Response:
         raise ModelAlreadyLoaded(f"Model {name} is already loaded.")
     try:
         await endpoint.cache.pin(target)
-    except (ModelTooLarge, ServiceUnavailable) as exc:
+    except (ModelTooLarge, CacheFull) as exc:
         raise InsufficientMemory(f"Cannot load model {name}: {exc.message}") from exc
     _names(request)[name] = target
     return JSONResponse({"status": f"Model {name} loaded."})
