@@ -22,11 +22,19 @@ from modelyard.server.run import BackgroundServer
 from modelyard.settings import Settings
 from modelyard.store import Store
 
-CREDENTIALS = {
-    "aws_access_key_id": "modelyard-test",
-    "aws_secret_access_key": "modelyard-test",
-    "region_name": "us-east-1",
-}
+ACCESS_KEY = "modelyard-test"
+
+
+def aws_client(service: str, url: str, config: Config | None = None) -> Any:
+    """A boto3 client for ``service`` at ``url`` with the tests' credentials."""
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=url,
+        config=config,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=ACCESS_KEY,
+        region_name="us-east-1",
+    )
 
 
 @pytest.fixture
@@ -37,7 +45,7 @@ def anyio_backend() -> str:
 def runtime_client(url: str) -> Any:
     """boto3's sagemaker-runtime client against ``url``, with retries off so errors surface."""
     config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=60)
-    return boto3.client("sagemaker-runtime", endpoint_url=url, config=config, **CREDENTIALS)
+    return aws_client("sagemaker-runtime", url, config)
 
 
 @pytest.fixture
@@ -105,11 +113,11 @@ class SeaweedS3:
             stderr=subprocess.STDOUT,
             env={
                 **os.environ,
-                "AWS_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
-                "AWS_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+                "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": ACCESS_KEY,
             },
         )
-        self.client = boto3.client("s3", endpoint_url=self.endpoint, **CREDENTIALS)
+        self.client = aws_client("s3", self.endpoint)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -140,8 +148,8 @@ class SeaweedS3:
         return {
             "endpoint": self.endpoint,
             "region": "us-east-1",
-            "access_key_id": CREDENTIALS["aws_access_key_id"],
-            "secret_access_key": CREDENTIALS["aws_secret_access_key"],
+            "access_key_id": ACCESS_KEY,
+            "secret_access_key": ACCESS_KEY,
         }
 
     def stop(self) -> None:

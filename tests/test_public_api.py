@@ -14,6 +14,7 @@ def test_all_names_exist_and_errors_are_all_exported() -> None:
 def test_every_error_has_a_code_and_status() -> None:
     for name in modelyard.errors.__all__:
         error = getattr(modelyard.errors, name)
-        assert error.code and 400 <= error.status < 600, name
+        assert error.code, name
+        assert 400 <= error.status < 600, name
     assert modelyard.ModelError("x").extra() == {"OriginalStatusCode": 400, "OriginalMessage": "x"}
     assert issubclass(modelyard.StoreError, modelyard.ServiceUnavailable)

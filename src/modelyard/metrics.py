@@ -72,7 +72,7 @@ class Metrics:
     """The endpoint's metrics; also the cache's event sink (:class:`~modelyard.cache.CacheEvents`)."""
 
     def __init__(self, endpoint: str, variant: str, instance: str) -> None:
-        disable_created_metrics()  # "_created" series only double the output
+        disable_created_metrics()  # type: ignore[no-untyped-call] # "_created" series only double the output
         self.registry = CollectorRegistry(auto_describe=True)
         labels = (endpoint, variant, instance)
         self.cache: ModelCache | None = None

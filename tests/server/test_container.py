@@ -7,13 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from modelyard.server.run import BackgroundServer
 from tests.fixtures import ROW, booster_bytes, xgb_artifact, xgb_predict
 from tests.server.helpers import metrics
-
-import numpy as np
 
 EXPECTED = float(xgb_predict(booster_bytes(0), np.array([[1994, 3188, 5, 1.5, 1.62, 3]], dtype=np.float32))[0])
 
@@ -52,7 +51,8 @@ def test_load_list_describe_invoke_delete(server: BackgroundServer) -> None:
     status, _, body = call(f"{server.url}/models/houston")
     assert json.loads(body)[0]["status"] == "Loaded"
     status, _, body = call(f"{server.url}/models/houston/invoke", "POST", ROW, {"Content-Type": "text/csv"})
-    assert (status, float(body)) == (200, pytest.approx(EXPECTED))
+    assert status == 200
+    assert float(body) == pytest.approx(EXPECTED)
     assert call(f"{server.url}/models/houston", "DELETE")[0] == 200
     assert metrics(server.url)["LoadedModelCount"] == 0
     status, headers, body = call(f"{server.url}/models/houston", "DELETE")
@@ -86,7 +86,8 @@ def test_bad_load_requests(server: BackgroundServer, body: bytes) -> None:
 def test_invocations_route_with_target_header(server: BackgroundServer) -> None:
     headers = {"Content-Type": "text/csv", "X-Amzn-SageMaker-Target-Model": "Houston_TX.tar.gz"}
     status, response_headers, body = call(f"{server.url}/invocations", "POST", ROW, headers)
-    assert (status, float(body)) == (200, pytest.approx(EXPECTED))
+    assert status == 200
+    assert float(body) == pytest.approx(EXPECTED)
     assert response_headers["x-amzn-RequestId"]
 
 

@@ -8,14 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from modelyard.server.run import BackgroundServer
-from tests.conftest import CREDENTIALS, runtime_client
+from tests.conftest import aws_client, runtime_client
 from tests.fixtures import ROW, booster_bytes, tar_gz, xgb_artifact, xgb_predict
 from tests.server.helpers import metrics
 
@@ -95,7 +94,7 @@ def test_errors_reach_boto3_with_the_right_code(
     args = {"target": "Houston_TX.tar.gz", "body": ROW, **kwargs}
     with pytest.raises(ClientError) as caught:
         invoke(client, args.pop("target"), args.pop("body"), **args)
-    error = caught.value.response
+    error: Any = caught.value.response
     assert error["Error"]["Code"] == code
     assert error["ResponseMetadata"]["HTTPStatusCode"] == status
     assert message in error["Error"]["Message"]
@@ -163,11 +162,8 @@ def test_tar_member_pointing_outside_is_refused(server: BackgroundServer, store:
 
 
 def test_100_concurrent_requests_for_a_cold_model_load_it_once(server: BackgroundServer) -> None:
-    client = boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=server.url,
-        config=Config(max_pool_connections=100, retries={"total_max_attempts": 1}),
-        **CREDENTIALS,
+    client = aws_client(
+        "sagemaker-runtime", server.url, Config(max_pool_connections=100, retries={"total_max_attempts": 1})
     )
     with ThreadPoolExecutor(100) as pool:
         results = list(pool.map(lambda _: predicted(invoke(client, "Chicago_IL.tar.gz")), range(100)))
