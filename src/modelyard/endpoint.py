@@ -48,6 +48,7 @@ class Endpoint:
         self.settings = settings
         self.name = settings.endpoint_name
         self.variant = settings.variant_name
+        self.variant_header = settings.variant_name.encode("latin-1")
         self.metrics = Metrics(settings.endpoint_name, settings.variant_name, settings.instance_id)
         self.store = store if store is not None else open_store(settings.store, settings.store_options)
         self.cache = (
@@ -90,7 +91,8 @@ class Endpoint:
             raise ServiceUnavailable(
                 f"The endpoint is at its limit of {self.settings.max_inflight} requests in progress."
             )
-        target = validate_target(target)
+        if target is None or self.cache.get(target) is None:  # resident targets were validated
+            target = validate_target(target)
         self.inflight += 1
         try:
             entry = await self.cache.acquire(target)

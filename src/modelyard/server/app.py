@@ -14,8 +14,9 @@ from starlette.routing import Route
 from modelyard.endpoint import Endpoint
 from modelyard.errors import ModelyardError
 from modelyard.metrics import CONTENT_TYPE
-from modelyard.server import container, runtime
+from modelyard.server import container
 from modelyard.server.responses import handle_error, handle_http_error, handle_unexpected
+from modelyard.server.runtime import InvocationsApp
 
 __all__ = ["create_app"]
 
@@ -26,8 +27,12 @@ async def metrics(request: Request) -> Response:
     return Response(endpoint.metrics.render(), media_type=CONTENT_TYPE)
 
 
-def create_app(endpoint: Endpoint) -> Starlette:
-    """The server for ``endpoint``; its lifespan preloads models and unloads them at exit."""
+def create_app(endpoint: Endpoint) -> InvocationsApp:
+    """The server for ``endpoint``; its lifespan preloads models and unloads them at exit.
+
+    The invocation routes are answered by :class:`InvocationsApp` in front of the
+    Starlette app that serves everything else.
+    """
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -38,9 +43,7 @@ def create_app(endpoint: Endpoint) -> Starlette:
             await endpoint.close()
 
     routes = [
-        Route("/endpoints/{name}/invocations", runtime.invocations, methods=["POST"]),
         Route("/ping", container.ping, methods=["GET"]),
-        Route("/invocations", container.invocations, methods=["POST"]),
         Route("/models", container.load_model, methods=["POST"]),
         Route("/models", container.list_models, methods=["GET"]),
         Route("/models/{name:path}/invoke", container.invoke_model, methods=["POST"]),
@@ -59,4 +62,4 @@ def create_app(endpoint: Endpoint) -> Starlette:
     )
     app.state.endpoint = endpoint
     app.state.container_models = {}
-    return app
+    return InvocationsApp(app, endpoint)

@@ -14,6 +14,7 @@ import json
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from modelyard.artifacts import validate_target
 from modelyard.endpoint import Endpoint
@@ -26,9 +27,10 @@ from modelyard.errors import (
     ServiceUnavailable,
     ValidationError,
 )
-from modelyard.server.runtime import TARGET_HEADER, invoke_response
+from modelyard.server.responses import error_response
+from modelyard.server.runtime import respond
 
-__all__ = ["delete_model", "describe_model", "invocations", "invoke_model", "list_models", "load_model", "ping"]
+__all__ = ["delete_model", "describe_model", "invoke_model", "list_models", "load_model", "ping"]
 
 
 def _endpoint(request: Request) -> Endpoint:
@@ -57,11 +59,6 @@ async def ping(request: Request) -> Response:
     if _endpoint(request).closing:
         raise ServiceUnavailable("The endpoint is shutting down.")
     return Response(b"", media_type="application/json")
-
-
-async def invocations(request: Request) -> Response:
-    """``POST /invocations`` with the target model header."""
-    return await invoke_response(_endpoint(request), request, request.headers.get(TARGET_HEADER))
 
 
 async def load_model(request: Request) -> Response:
@@ -119,6 +116,17 @@ async def delete_model(request: Request) -> Response:
     return JSONResponse({"status": f"Model {request.path_params['name']} unloaded."})
 
 
-async def invoke_model(request: Request) -> Response:
-    """``POST /models/{name}/invoke``."""
-    return await invoke_response(_endpoint(request), request, _target(request))
+class _InvokeModel:
+    """``POST /models/{name}/invoke``: raw ASGI, like every invocation route."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            target = _target(request)
+        except ModelNotLoaded as exc:
+            await error_response(exc.code, exc.status, exc.message)(scope, receive, send)
+            return
+        await respond(_endpoint(request), scope, receive, send, target)
+
+
+invoke_model = _InvokeModel()

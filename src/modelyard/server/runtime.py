@@ -1,66 +1,111 @@
-"""The SageMaker runtime API: ``POST /endpoints/{EndpointName}/invocations``."""
+"""The invocation routes, served as raw ASGI: the hot path of every endpoint.
+
+``POST /endpoints/{EndpointName}/invocations`` (SageMaker runtime), ``POST
+/invocations`` (container contract) and ``POST /models/{name}/invoke`` all run
+:func:`respond`. The first two are answered before the Starlette router is reached
+(:class:`InvocationsApp`): a request costs a header scan, the body, the model and
+one response, without per-request framework objects. Errors take the same AWS
+shape as everywhere else (:mod:`modelyard.server.responses`).
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelyard.endpoint import Endpoint
 from modelyard.errors import EndpointNotFound, ModelyardError, PayloadTooLarge
-from modelyard.server.responses import request_id
+from modelyard.server.responses import error_response, request_id
 
-__all__ = ["TARGET_HEADER", "invoke_response", "read_body"]
+__all__ = ["TARGET_HEADER", "InvocationsApp", "respond"]
 
-TARGET_HEADER = "x-amzn-sagemaker-target-model"
+log = logging.getLogger("modelyard.server")
+
+TARGET_HEADER = b"x-amzn-sagemaker-target-model"
+_PREFIX = "/endpoints/"
+_SUFFIX = "/invocations"
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes before reading them when possible."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+async def _read_body(receive: Receive, declared: int | None, limit: int) -> bytes | None:
+    """The body, or None when the client went away; refuses more than ``limit`` bytes."""
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes.")
-    if declared is not None:
-        return await request.body()
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+    body = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += bytes(message.get("body", b""))
+        if len(body) > limit:
             raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return body
 
 
-async def invoke_response(endpoint: Endpoint, request: Request, target: str | None) -> Response:
-    """Run one invocation and build its response, counting it in the metrics."""
+async def respond(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, target: str | None = None) -> None:
+    """Answer one invocation; ``target`` overrides the target model header."""
     started = time.perf_counter()
     metrics = endpoint.metrics
+    content_type = accept = None
+    declared: int | None = None
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+        elif name == TARGET_HEADER:
+            if target is None:
+                target = value.decode("utf-8", "replace")
+        elif name == b"accept":
+            accept = value.decode("latin-1")
+        elif name == b"content-length" and value.isdigit():
+            declared = int(value)
     try:
-        body = await read_body(request, endpoint.settings.max_payload)
-        headers = request.headers
-        prediction = await endpoint.invoke(target, body, headers.get("content-type"), headers.get("accept"))
+        body = await _read_body(receive, declared, endpoint.settings.max_payload)
+        if body is None:
+            return
+        prediction = await endpoint.invoke(target, body, content_type, accept)
     except ModelyardError as exc:
         metrics.count_status(exc.status)
-        raise
+        await error_response(exc.code, exc.status, exc.message, exc.extra())(scope, receive, send)
+        return
     except Exception:
         metrics.count_status(500)
-        raise
+        log.exception("internal failure invoking %r", target)
+        await error_response("InternalFailure", 500, "An internal error occurred; see the server log.")(
+            scope, receive, send
+        )
+        return
+    headers = [
+        (b"content-type", prediction.content_type.encode("latin-1")),
+        (b"content-length", str(len(prediction.body)).encode("latin-1")),
+        (b"x-amzn-invoked-production-variant", endpoint.variant_header),
+        (b"x-amzn-requestid", request_id().encode("latin-1")),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": prediction.body})
     metrics.count_status(200)
     metrics.model_latency.observe(prediction.model_seconds)
     metrics.overhead_latency.observe(max(time.perf_counter() - started - prediction.model_seconds, 0.0))
-    return Response(
-        prediction.body,
-        media_type=prediction.content_type,
-        headers={"X-Amzn-Invoked-Production-Variant": endpoint.variant, "x-amzn-RequestId": request_id()},
-    )
 
 
-async def invocations(request: Request) -> Response:
-    """``InvokeEndpoint``: the endpoint in the path, the model in the target header."""
-    endpoint: Endpoint = request.app.state.endpoint
-    name = request.path_params["name"]
-    if name != endpoint.name:
-        raise EndpointNotFound(f"Endpoint {name} of account 000000000000 not found.")
-    return await invoke_response(endpoint, request, request.headers.get(TARGET_HEADER))
+class InvocationsApp:
+    """Serves the SageMaker invocation routes itself and hands every other request to ``app``."""
+
+    def __init__(self, app: ASGIApp, endpoint: Endpoint) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if path == _SUFFIX:
+                return await respond(self.endpoint, scope, receive, send)
+            if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
+                name = path[len(_PREFIX) : -len(_SUFFIX)]
+                if name == self.endpoint.name:
+                    return await respond(self.endpoint, scope, receive, send)
+                if name and "/" not in name:
+                    error = EndpointNotFound(f"Endpoint {name} of account 000000000000 not found.")
+                    return await error_response(error.code, error.status, error.message)(scope, receive, send)
+        await self.app(scope, receive, send)
