@@ -73,7 +73,8 @@ class Endpoint:
         self._inline_payload = int(settings.inline_payload)
 
     async def start(self) -> None:
-        """Load the preloaded and pinned models."""
+        """Import the frameworks, then load the preloaded and pinned models."""
+        await asyncio.to_thread(self.cache.loader.import_frameworks)
         await self.cache.preload(list(self.settings.preload))
         for target in self.settings.pin:
             await self.cache.pin(target)

@@ -107,3 +107,19 @@ def test_metrics_have_no_label_per_model(server: BackgroundServer) -> None:
     assert text.count(b"\n") == before
     assert b"missing-" not in text
     assert metrics(server.url)["Invocation4XXErrors_total"] == 201
+
+
+def test_cache_listing_and_invalidate(server: BackgroundServer) -> None:
+    headers = {"X-Amzn-SageMaker-Target-Model": "Houston_TX.tar.gz", "Content-Type": "text/csv"}
+    assert call(f"{server.url}/invocations", "POST", ROW, headers)[0] == 200
+    doc = json.loads(call(f"{server.url}/cache")[2])
+    assert [m["target"] for m in doc["models"]] == ["Houston_TX.tar.gz"]
+    assert doc["models"][0]["memoryBytes"] > 0
+    assert doc["memoryUsedBytes"] == doc["models"][0]["memoryBytes"]
+    assert call(f"{server.url}/cache/Houston_TX.tar.gz", "DELETE")[0] == 200
+    doc = json.loads(call(f"{server.url}/cache")[2])
+    assert doc["models"] == []
+    assert doc["diskUsedBytes"] == 0
+    assert call(f"{server.url}/cache/..%2fx", "DELETE")[0] == 400
+    assert call(f"{server.url}/invocations", "POST", ROW, headers)[0] == 200
+    assert metrics(server.url)["ModelDownloadingTime_count"] == 2

@@ -8,6 +8,8 @@ framework). Nothing matching, or two handlers matching, is a clear
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +43,16 @@ class Loader:
         self.framework = framework
         self.trusted = trusted
         self._warm: set[str] = set()
+
+    def import_frameworks(self) -> list[str]:
+        """Import the installed frameworks now, so no first request pays for it."""
+        chosen = [self.handlers[self.framework]] if self.framework != "auto" else list(self.handlers.values())
+        imported = []
+        for handler in chosen:
+            if handler.module and importlib.util.find_spec(handler.module) is not None:
+                importlib.import_module(handler.module)
+                imported.append(handler.module)
+        return imported
 
     def detect(self, root: Path) -> tuple[Handler, Path]:
         """The handler for the artifact in ``root`` and the file it will load."""

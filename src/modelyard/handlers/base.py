@@ -64,6 +64,8 @@ class Handler(ABC):
 
     #: short name used by ``--framework`` and in listings (``xgboost``)
     name: str = ""
+    #: the framework module, imported ahead of the first load when installed
+    module: str = ""
 
     @abstractmethod
     def find(self, root: Path) -> Path | None:

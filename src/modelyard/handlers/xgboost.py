@@ -112,6 +112,7 @@ class XGBoostHandler(Handler):
     """Loads XGBoost models from SageMaker-style artifacts."""
 
     name = "xgboost"
+    module = "xgboost"
 
     def find(self, root: Path) -> Path | None:
         named = sorted(root.rglob(_MODEL_NAME))

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from modelyard.endpoint import Endpoint
 from modelyard.errors import ModelyardError
 from modelyard.metrics import CONTENT_TYPE
-from modelyard.server import container
+from modelyard.server import admin, container
 from modelyard.server.responses import handle_error, handle_http_error, handle_unexpected
 from modelyard.server.runtime import InvocationsApp
 
@@ -50,6 +50,8 @@ def create_app(endpoint: Endpoint) -> InvocationsApp:
         Route("/models/{name:path}", container.describe_model, methods=["GET"]),
         Route("/models/{name:path}", container.delete_model, methods=["DELETE"]),
         Route("/metrics", metrics, methods=["GET"]),
+        Route("/cache", admin.list_cache, methods=["GET"]),
+        Route("/cache/{target:path}", admin.invalidate, methods=["DELETE"]),
     ]
     app = Starlette(
         routes=routes,
