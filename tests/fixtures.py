@@ -9,9 +9,7 @@ failures exactly.
 from __future__ import annotations
 
 import functools
-import io
 import json
-import tarfile
 import threading
 import time
 from pathlib import Path
@@ -19,21 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from modelyard.demo import make_artifact
 from modelyard.errors import ArtifactInvalid
 from modelyard.handlers import HANDLERS, Handler, Loader, Model
 
 ROW = b"1994,3188,5,1.5,1.62,3"
-
-
-def tar_gz(files: dict[str, bytes]) -> bytes:
-    """A .tar.gz holding ``files``."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
 
 
 @functools.cache
@@ -59,7 +47,7 @@ def xgb_predict(model: bytes, rows: np.ndarray) -> np.ndarray:
 
 def xgb_artifact(seed: int = 0) -> bytes:
     """A SageMaker-style model.tar.gz with ``xgboost-model`` inside."""
-    return tar_gz({"xgboost-model": booster_bytes(seed)})
+    return make_artifact({"xgboost-model": booster_bytes(seed)})
 
 
 def dummy_artifact(size: int = 1000, delay: float = 0.0, fail: str | None = None, value: float | None = 1.0) -> bytes:

@@ -8,9 +8,9 @@ import pytest
 from obstore.store import MemoryStore
 
 from modelyard.artifacts import DiskCache, resolve_version, validate_target
+from modelyard.demo import make_artifact as tar_gz
 from modelyard.errors import ArtifactInvalid, ArtifactNotFound, InvalidTargetModel
 from modelyard.store import Store, open_store
-from tests.fixtures import tar_gz
 
 pytestmark = pytest.mark.anyio
 

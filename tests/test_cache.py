@@ -8,7 +8,7 @@ import pytest
 from obstore.store import MemoryStore
 
 from modelyard.artifacts import DiskCache
-from modelyard.cache import ModelCache
+from modelyard.cache import CacheEvents, ModelCache
 from modelyard.errors import ArtifactInvalid, ArtifactNotFound, ModelNotReady, ModelTooLarge, ServiceUnavailable
 from modelyard.policy import LRU
 from modelyard.store import Store
@@ -25,7 +25,7 @@ class Clock:
         return self.now
 
 
-class Recorder:
+class Recorder(CacheEvents):
     """CacheEvents that counts what happened."""
 
     def __init__(self) -> None:

@@ -30,7 +30,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from modelyard import sizing
 from modelyard.artifacts import DiskCache, resolve_version
@@ -70,28 +70,35 @@ class Entry:
         return (self.target, self.version)
 
 
-class CacheEvents(Protocol):
-    """What the cache reports as it works (metrics implement it)."""
+class CacheEvents:
+    """What the cache reports as it works; every method does nothing unless overridden.
 
-    def hit(self) -> None: ...
-    def miss(self) -> None: ...
-    def waited(self, seconds: float) -> None: ...
-    def downloaded(self, seconds: float, *, from_disk: bool) -> None: ...
-    def loaded(self, seconds: float) -> None: ...
-    def unloaded(self, seconds: float) -> None: ...
-    def evicted(self, reason: str) -> None: ...
-    def load_failed(self, error: BaseException) -> None: ...
+    :class:`~modelyard.metrics.Metrics` overrides them all.
+    """
 
+    def hit(self) -> None:
+        """A request found its model resident."""
 
-class _NoEvents:
-    def hit(self) -> None: ...
-    def miss(self) -> None: ...
-    def waited(self, seconds: float) -> None: ...
-    def downloaded(self, seconds: float, *, from_disk: bool) -> None: ...
-    def loaded(self, seconds: float) -> None: ...
-    def unloaded(self, seconds: float) -> None: ...
-    def evicted(self, reason: str) -> None: ...
-    def load_failed(self, error: BaseException) -> None: ...
+    def miss(self) -> None:
+        """A request had to wait for its model to load."""
+
+    def waited(self, seconds: float) -> None:
+        """A request waited ``seconds`` for a load."""
+
+    def downloaded(self, seconds: float, *, from_disk: bool) -> None:
+        """An artifact was fetched (from the disk cache when ``from_disk``)."""
+
+    def loaded(self, seconds: float) -> None:
+        """A model loaded into memory."""
+
+    def unloaded(self, seconds: float) -> None:
+        """A model was released."""
+
+    def evicted(self, reason: str) -> None:
+        """A model left memory (``capacity``, ``replaced``, ``unloaded``...)."""
+
+    def load_failed(self, error: BaseException) -> None:
+        """A load failed with ``error``."""
 
 
 class ModelCache:
@@ -122,7 +129,7 @@ class ModelCache:
         self.version_check_interval = version_check_interval
         self.enabled = enabled
         self.policy: EvictionPolicy[Any] = policy if policy is not None else GDSF()
-        self.events: CacheEvents = events if events is not None else _NoEvents()
+        self.events: CacheEvents = events if events is not None else CacheEvents()
         self._clock = clock
         self._measure = measure
         self._slots = asyncio.Semaphore(max_concurrent_loads)

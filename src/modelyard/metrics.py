@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from modelyard.cache import CacheEvents
+
 if TYPE_CHECKING:
     from modelyard.cache import ModelCache
 
@@ -68,8 +70,8 @@ class _CacheCollector(Collector):
             yield family
 
 
-class Metrics:
-    """The endpoint's metrics; also the cache's event sink (:class:`~modelyard.cache.CacheEvents`)."""
+class Metrics(CacheEvents):
+    """The endpoint's metrics; also the cache's event sink."""
 
     def __init__(self, endpoint: str, variant: str, instance: str) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call] # "_created" series only double the output
@@ -128,7 +130,6 @@ class Metrics:
         elif status >= 400:
             self.errors_4xx.inc()
 
-    # CacheEvents
     def hit(self) -> None:
         self._hits.inc()
 

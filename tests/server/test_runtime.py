@@ -13,9 +13,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from modelyard.demo import make_artifact as tar_gz
 from modelyard.server.run import BackgroundServer
 from tests.conftest import aws_client, runtime_client
-from tests.fixtures import ROW, booster_bytes, tar_gz, xgb_artifact, xgb_predict
+from tests.fixtures import ROW, booster_bytes, xgb_artifact, xgb_predict
 from tests.server.helpers import metrics
 
 ROW_ARRAY = np.array([[1994, 3188, 5, 1.5, 1.62, 3]], dtype=np.float32)
