@@ -32,9 +32,9 @@ class Prediction:
     model_seconds: float
 
 
-def _run(model: Model, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+def _run(model: Model, body: bytes, content_type: str, accept: str, attributes: str | None) -> tuple[bytes, str]:
     try:
-        return model.invoke(body, content_type, accept)
+        return model.invoke(body, content_type, accept, attributes)
     except ModelyardError:
         raise
     except Exception as exc:  # the model's own code failed: the caller sees ModelError
@@ -84,7 +84,14 @@ class Endpoint:
         self.closing = True
         await self.cache.close()
 
-    async def invoke(self, target: str | None, body: bytes, content_type: str | None, accept: str | None) -> Prediction:
+    async def invoke(
+        self,
+        target: str | None,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None = None,
+    ) -> Prediction:
         """Run ``target`` on ``body``; raises a :class:`ModelyardError` for every failure."""
         if self.closing:
             raise ServiceUnavailable("The endpoint is shutting down.")
@@ -101,9 +108,9 @@ class Endpoint:
                 started = time.perf_counter()
                 ctype, acc = content_type or "text/csv", accept or ""
                 if len(body) <= self._inline_payload:
-                    out, media = _run(entry.model, body, ctype, acc)
+                    out, media = _run(entry.model, body, ctype, acc, custom_attributes)
                 else:
-                    out, media = await asyncio.to_thread(_run, entry.model, body, ctype, acc)
+                    out, media = await asyncio.to_thread(_run, entry.model, body, ctype, acc, custom_attributes)
                 return Prediction(out, media, time.perf_counter() - started)
             finally:
                 self.cache.release(entry)

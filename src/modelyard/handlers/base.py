@@ -50,8 +50,14 @@ class Model(ABC):
         """Serialise predictions in the Accept format; returns body and content type."""
         return codecs.encode(predictions, codecs.accept_type(accept))
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        """Answer one request; the Accept header is checked before any work is done."""
+    def invoke(
+        self, body: bytes, content_type: str, accept: str, custom_attributes: str | None = None
+    ) -> tuple[bytes, str]:
+        """Answer one request; the Accept header is checked before any work is done.
+
+        ``custom_attributes`` is the request's ``X-Amzn-SageMaker-Custom-Attributes``
+        header, for handlers that take options from it.
+        """
         codecs.accept_type(accept)
         return self.encode(self.predict(self.decode(body, content_type)), accept)
 

@@ -24,6 +24,7 @@ __all__ = ["TARGET_HEADER", "InvocationsApp", "respond"]
 log = logging.getLogger("modelyard.server")
 
 TARGET_HEADER = b"x-amzn-sagemaker-target-model"
+ATTRIBUTES_HEADER = b"x-amzn-sagemaker-custom-attributes"
 _PREFIX = "/endpoints/"
 _SUFFIX = "/invocations"
 
@@ -48,7 +49,7 @@ async def respond(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
     """Answer one invocation; ``target`` overrides the target model header."""
     started = time.perf_counter()
     metrics = endpoint.metrics
-    content_type = accept = None
+    content_type = accept = attributes = None
     declared: int | None = None
     for name, value in scope["headers"]:
         if name == b"content-type":
@@ -60,11 +61,13 @@ async def respond(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
             accept = value.decode("latin-1")
         elif name == b"content-length" and value.isdigit():
             declared = int(value)
+        elif name == ATTRIBUTES_HEADER:
+            attributes = value.decode("utf-8", "replace")
     try:
         body = await _read_body(receive, declared, endpoint.settings.max_payload)
         if body is None:
             return
-        prediction = await endpoint.invoke(target, body, content_type, accept)
+        prediction = await endpoint.invoke(target, body, content_type, accept, attributes)
     except ModelyardError as exc:
         metrics.count_status(exc.status)
         await error_response(exc.code, exc.status, exc.message, exc.extra())(scope, receive, send)
