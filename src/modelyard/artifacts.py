@@ -94,6 +94,7 @@ class DiskCache:
         self.budget = budget
         self.max_unpacked = max_unpacked
         self._entries: OrderedDict[tuple[str, str], _DiskEntry] = OrderedDict()
+        self._versions: dict[str, set[str]] = {}  # target -> versions on disk
         self.used = 0
         self.evictions = 0
         root.mkdir(parents=True, exist_ok=True)
@@ -107,8 +108,7 @@ class DiskCache:
             try:
                 meta = json.loads((child / _META).read_text())
                 entry = _DiskEntry(child / "model", int(meta["size"]), str(meta["version"]))
-                self._entries[(str(meta["target"]), entry.version)] = entry
-                self.used += entry.size
+                self._add((str(meta["target"]), entry.version), entry)
             except (OSError, ValueError, KeyError):
                 shutil.rmtree(child, ignore_errors=True)
 
@@ -139,10 +139,8 @@ class DiskCache:
             blobs = {m.key[len(target.rstrip("/")) + 1 :]: data for m, (_, data) in zip(members, fetched, strict=True)}
         path, size = await asyncio.to_thread(self._write, target, info.version, blobs, members is None)
         seconds = time.perf_counter() - started
-        entry = _DiskEntry(path, size, info.version, leases=1)
         self._drop_other_versions(target)
-        self._entries[(target, info.version)] = entry
-        self.used += size
+        self._add((target, info.version), _DiskEntry(path, size, info.version, leases=1))
         self._trim()
         return Artifact(target, info.version, path, size, seconds, False)
 
@@ -158,22 +156,31 @@ class DiskCache:
         return self._drop_other_versions(target, keep=None)
 
     def _drop_other_versions(self, target: str, keep: str | None = None) -> int:
-        stale = [k for k, e in self._entries.items() if k[0] == target and k[1] != keep and e.leases == 0]
-        for key in stale:
-            self._remove(key)
+        stale = [v for v in self._versions.get(target, ()) if v != keep and self._entries[(target, v)].leases == 0]
+        for version in stale:
+            self._remove((target, version))
         return len(stale)
 
     def _trim(self) -> None:
-        if self.used <= self.budget:
-            return
-        for key in [k for k, e in self._entries.items() if e.leases == 0]:
-            if self.used <= self.budget:
-                break
+        while self.used > self.budget:
+            # least recently used first; the scan stops at the first entry not leased
+            key = next((k for k, e in self._entries.items() if e.leases == 0), None)
+            if key is None:
+                return
             self._remove(key)
             self.evictions += 1
 
+    def _add(self, key: tuple[str, str], entry: _DiskEntry) -> None:
+        self._entries[key] = entry
+        self._versions.setdefault(key[0], set()).add(key[1])
+        self.used += entry.size
+
     def _remove(self, key: tuple[str, str]) -> None:
         entry = self._entries.pop(key)
+        versions = self._versions[key[0]]
+        versions.discard(key[1])
+        if not versions:
+            del self._versions[key[0]]
         self.used -= entry.size
         shutil.rmtree(entry.path.parent, ignore_errors=True)
 
