@@ -117,3 +117,12 @@ def demo(models: int, requests: int, workspace: Path, store_url: str | None) -> 
         )
     except ModelyardError as exc:
         raise click.ClickException(exc.message) from exc
+
+
+def _register() -> None:
+    from modelyard.cli_plan import plan_command
+
+    main.add_command(plan_command)
+
+
+_register()

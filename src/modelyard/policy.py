@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["GDSF", "LRU", "POLICIES", "EvictionPolicy"]
+__all__ = ["GDSF", "LRU", "POLICIES", "EvictionPolicy", "Residency"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -147,3 +147,99 @@ class GDSF(EvictionPolicy[K]):
 
 #: policies by the name used in settings (``--eviction``)
 POLICIES: dict[str, Callable[[], EvictionPolicy[object]]] = {"gdsf": GDSF, "lru": LRU}
+
+
+class Residency(Generic[K]):
+    """What is resident under a byte budget, and what to evict for room: no I/O.
+
+    The memory cache and the capacity planner's simulator both drive one of these,
+    with the same calls in the same order, so they make the same decisions:
+
+    * a miss reserves the estimated size (:meth:`reserve`), evicting for room first;
+    * once loaded, the reservation is released and the measured size admitted
+      (:meth:`admit`), evicting again if the estimate was short;
+    * estimates come from :meth:`estimate`: the size this key had last time, else
+      its size on disk times the memory/disk ratio learnt from every load.
+
+    The budget is never exceeded by ``used + reserved``; ``protected`` keys (pinned,
+    in use) are never chosen.
+    """
+
+    def __init__(self, budget: int, policy: EvictionPolicy[K], known_sizes: int = 1_000_000) -> None:
+        self.budget = budget
+        self.policy = policy
+        self.used = 0
+        self.reserved = 0
+        self.sizes: dict[K, int] = {}
+        self._known: OrderedDict[K, int] = OrderedDict()
+        self._known_limit = known_sizes
+        self._ratio = 2.0  # memory bytes per disk byte
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.sizes
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def known_size(self, key: K) -> int | None:
+        """The measured size of ``key`` at its last load, if any."""
+        return self._known.get(key)
+
+    def estimate(self, key: K, disk_size: int) -> int:
+        """Best guess of ``key``'s size in memory before it loads."""
+        known = self._known.get(key)
+        return known if known is not None else int(disk_size * self._ratio)
+
+    def learn(self, key: K, disk_size: int, size: int) -> None:
+        """Record a measured size (and refine the memory/disk ratio)."""
+        self._known[key] = size
+        self._known.move_to_end(key)
+        if len(self._known) > self._known_limit:
+            self._known.popitem(last=False)
+        if disk_size:
+            self._ratio = 0.8 * self._ratio + 0.2 * (size / disk_size)
+
+    def make_room(self, need: int, protected: Callable[[K], bool] = lambda key: False) -> tuple[list[K], bool]:
+        """Evict until ``need`` more bytes fit; returns the evicted keys and whether it fits."""
+        victims: list[K] = []
+        while self.used + self.reserved + need > self.budget:
+            victim = self.policy.victim(protected)
+            if victim is None:
+                return victims, False
+            self.remove(victim, evicted=True)
+            victims.append(victim)
+        return victims, True
+
+    def reserve(self, need: int, protected: Callable[[K], bool] = lambda key: False) -> tuple[list[K], bool]:
+        """Make room for a load of ``need`` bytes and hold it; see :meth:`make_room`."""
+        victims, fits = self.make_room(need, protected)
+        if fits:
+            self.reserved += need
+        return victims, fits
+
+    def release(self, reservation: int) -> None:
+        """Give back a reservation once its load finished or failed."""
+        self.reserved -= reservation
+
+    def admit(
+        self, key: K, size: int, cost: float, protected: Callable[[K], bool] = lambda key: False
+    ) -> tuple[list[K], bool]:
+        """Make ``key`` resident with its measured ``size``; nothing changes when it does not fit."""
+        victims, fits = self.make_room(size, protected)
+        if fits:
+            self.sizes[key] = size
+            self.used += size
+            self.policy.insert(key, size, cost)
+        return victims, fits
+
+    def touch(self, key: K) -> None:
+        """``key`` was used."""
+        self.policy.touch(key)
+
+    def remove(self, key: K, *, evicted: bool) -> None:
+        """``key`` leaves memory (``evicted`` when chosen for room)."""
+        size = self.sizes.pop(key, None)
+        if size is None:
+            return
+        self.used -= size
+        self.policy.remove(key, evicted=evicted)

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from modelyard.cli import main
+from modelyard.errors import ValidationError
+from modelyard.planner import InstanceTable, ModelCosts, plan, simulate, single_model_cost
+from modelyard.traffic import Trace, parse_distribution, synthetic_trace
+
+
+def uniform_costs(models: int, memory: int = 1000, cold: float = 1.0, warm: float = 0.001) -> ModelCosts:
+    return ModelCosts(np.full(models, memory // 4), np.full(models, memory), np.full(models, cold), warm)
+
+
+def test_article_costs_are_reproduced_exactly() -> None:
+    table = InstanceTable.load()
+    assert single_model_cost(table, 1000, "ml.c5.large", 2).monthly_usd == 171_360.00
+    assert table.monthly(table.get("ml.r5.2xlarge"), 2) == 1_016.64
+    assert single_model_cost(table, 10, "ml.c5.large", 2).monthly_usd == 1_713.60
+    assert table.monthly(table.get("ml.c5.large"), 2) == 171.36
+
+
+def test_cli_prints_the_article_table() -> None:
+    result = CliRunner().invoke(
+        main, ["plan", "--models", "1000", "--instance-type", "ml.r5.2xlarge", "--instance-count", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1,000 x 2 x ml.c5.large at 0.119 USD/h = 171,360.00 USD/month" in result.output
+    assert "2 x ml.r5.2xlarge at 0.706 USD/h = 1,016.64 USD/month" in result.output
+    assert "Saving:                 170,343.36 USD/month (99.41%)" in result.output
+    result = CliRunner().invoke(
+        main, ["plan", "--models", "10", "--instance-type", "ml.c5.large", "--instance-count", "2"]
+    )
+    assert "= 1,713.60 USD/month" in result.output
+    assert "= 171.36 USD/month" in result.output
+    assert "(90.00%)" in result.output
+
+
+def test_simulation_counts_hits_and_respects_the_budget() -> None:
+    trace = Trace(["a", "b", "c"], np.array([0, 1, 0, 2, 0, 1, 1, 1]))
+    sim = simulate(trace, uniform_costs(3), budget=2000, warmup=0.0, record_victims=True)
+    assert (sim.hits, sim.misses) == (4, 4)
+    assert sim.evictions == len(sim.victims) == 2
+    big = simulate(trace, uniform_costs(3), budget=10_000, warmup=0.0)
+    assert (big.hits, big.misses, big.evictions) == (5, 3, 0)
+    too_small = simulate(trace, uniform_costs(3, memory=5000), budget=2000, warmup=0.0)
+    assert too_small.hits == 0
+
+
+def test_gdsf_beats_lru_in_the_planner_too() -> None:
+    trace = synthetic_trace([f"m{i}" for i in range(1000)], 60_000, parse_distribution("zipf:1.0"), seed=1)
+    costs = uniform_costs(1000)
+    lru = simulate(trace, costs, budget=100_000, policy="lru")
+    gdsf = simulate(trace, costs, budget=100_000, policy="gdsf")
+    assert gdsf.hit_ratio > lru.hit_ratio + 0.04
+
+
+def test_affinity_splits_models_across_instances() -> None:
+    trace = synthetic_trace([f"m{i}" for i in range(400)], 40_000, parse_distribution("uniform"), seed=2)
+    one = simulate(trace, uniform_costs(400), budget=100_000, count=1)
+    four = simulate(trace, uniform_costs(400), budget=100_000, count=4)
+    assert four.hit_ratio > one.hit_ratio + 0.3  # four instances hold about four times the models
+
+
+def test_plan_recommends_the_cheapest_configuration_meeting_the_objective() -> None:
+    trace = synthetic_trace([f"m{i}" for i in range(500)], 100_000, parse_distribution("zipf:1.0"), seed=4)
+    costs = uniform_costs(500, memory=16 * 1024**2, cold=0.5, warm=0.002)  # 8 GiB in all
+    table = InstanceTable.load()
+    candidates = plan(
+        trace,
+        costs,
+        table,
+        rps=100,
+        p99_ms=50,
+        instance_types=["ml.c5.large", "ml.r5.large"],
+        counts=[1, 2],
+        warmup=0.5,
+    )
+    best = candidates[0]
+    assert best.meets
+    assert (best.instance.name, best.count) == ("ml.r5.large", 1)  # 12 GiB holds them all
+    assert best.p99_ms < 50
+    assert all(not c.meets for c in candidates if c.instance.name == "ml.c5.large" and c.count == 1)
+    assert [c.monthly_usd for c in candidates if c.meets] == sorted(c.monthly_usd for c in candidates if c.meets)
+
+
+def test_cpu_bound_candidates_do_not_meet_the_objective() -> None:
+    trace = synthetic_trace([f"m{i}" for i in range(10)], 2000, parse_distribution("uniform"))
+    candidates = plan(
+        trace, uniform_costs(10), InstanceTable.load(), rps=100_000, p99_ms=1000, instance_types=["ml.c5.large"]
+    )
+    assert not any(c.meets for c in candidates)
+
+
+def test_instance_table_can_be_extended(tmp_path: Path) -> None:
+    extra = tmp_path / "prices.json"
+    extra.write_text(
+        json.dumps(
+            {"source": "my quote", "instances": {"ml.custom": {"vcpus": 4, "memory_gib": 8, "usd_per_hour": 0.1}}}
+        )
+    )
+    table = InstanceTable.load(extra)
+    assert table.get("ml.custom").usd_per_hour == 0.1
+    assert "my quote" in table.source
+    extra.write_text('{"instances": {"x": {"vcpus": "many"}}}')
+    with pytest.raises(ValidationError, match="must map"):
+        InstanceTable.load(extra)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--instance-type", "ml.nope"], "Unknown instance type 'ml.nope'"),
+        (["--distribution", "pareto"], "Unknown distribution"),
+        (["--single-model-instance", "ml.nope"], "Unknown instance type"),
+        (["--model-memory", "lots"], "is not a size"),
+    ],
+)
+def test_bad_inputs_are_one_clear_line(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["plan", "--models", "5", *args])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_malformed_trace_and_empty_store(tmp_path: Path) -> None:
+    trace = tmp_path / "t.txt"
+    trace.write_text("a\n1 b\n")
+    result = CliRunner().invoke(main, ["plan", "--trace", str(trace)])
+    assert result.exit_code == 1
+    assert "t.txt:2" in result.output
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(main, ["plan", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert "holds no artifacts" in result.output
+
+
+def test_plan_measures_a_real_store(tmp_path: Path) -> None:
+    from tests.fixtures import xgb_artifact
+
+    store = tmp_path / "store"
+    store.mkdir()
+    for i in range(6):
+        (store / f"m{i}.tar.gz").write_bytes(xgb_artifact(i % 3))
+    result = CliRunner().invoke(main, ["plan", str(store), "--sample", "3", "--requests", "2000", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["single_model"]["models"] == 6
+    assert doc["candidates"][0]["meets"]
+    assert 0 < doc["candidates"][0]["hit_ratio"] <= 1
