@@ -30,6 +30,7 @@ class Prediction:
     body: bytes
     content_type: str
     model_seconds: float
+    cache_hit: bool = True
 
 
 def _run(model: Model, body: bytes, content_type: str, accept: str, attributes: str | None) -> tuple[bytes, str]:
@@ -99,7 +100,8 @@ class Endpoint:
             raise ServiceUnavailable(
                 f"The endpoint is at its limit of {self.settings.max_inflight} requests in progress."
             )
-        if target is None or self.cache.get(target) is None:  # resident targets were validated
+        hit = target is not None and self.cache.get(target) is not None
+        if not hit:  # resident targets were validated when they loaded
             target = validate_target(target)
         self.inflight += 1
         try:
@@ -111,7 +113,7 @@ class Endpoint:
                     out, media = _run(entry.model, body, ctype, acc, custom_attributes)
                 else:
                     out, media = await asyncio.to_thread(_run, entry.model, body, ctype, acc, custom_attributes)
-                return Prediction(out, media, time.perf_counter() - started)
+                return Prediction(out, media, time.perf_counter() - started, hit)
             finally:
                 self.cache.release(entry)
         finally:

@@ -5,7 +5,9 @@
 :func:`respond`. The first two are answered before the Starlette router is reached
 (:class:`InvocationsApp`): a request costs a header scan, the body, the model and
 one response, without per-request framework objects. Errors take the same AWS
-shape as everywhere else (:mod:`modelyard.server.responses`).
+shape as everywhere else (:mod:`modelyard.server.responses`). Besides SageMaker's
+headers, a response says whether its model was already in memory
+(``X-Modelyard-Cache: hit`` or ``miss``), so load tests can split cold from warm.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ async def respond(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
         (b"content-length", str(len(prediction.body)).encode("latin-1")),
         (b"x-amzn-invoked-production-variant", endpoint.variant_header),
         (b"x-amzn-requestid", request_id().encode("latin-1")),
+        (b"x-modelyard-cache", b"hit" if prediction.cache_hit else b"miss"),
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": prediction.body})
