@@ -101,8 +101,7 @@ class Endpoint:
                 f"The endpoint is at its limit of {self.settings.max_inflight} requests in progress."
             )
         hit = target is not None and self.cache.get(target) is not None
-        if not hit:  # resident targets were validated when they loaded
-            target = validate_target(target)
+        target = target if hit and target is not None else validate_target(target)  # resident ones were checked
         self.inflight += 1
         try:
             entry = await self.cache.acquire(target)
