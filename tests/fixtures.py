@@ -58,10 +58,12 @@ def dummy_artifact(size: int = 1000, delay: float = 0.0, fail: str | None = None
 class DummyModel(Model):
     handler = "dummy"
 
-    def __init__(self, size: int, value: float | None) -> None:
+    def __init__(self, size: int, value: float | None, name: str = "", unloads: list[str] | None = None) -> None:
         self.size = size
         self.value = value
+        self.name = name
         self.unloaded = False
+        self._unloads = unloads
 
     def predict(self, data: Any) -> Any:
         rows = np.asarray(data)
@@ -71,6 +73,8 @@ class DummyModel(Model):
 
     def unload(self) -> None:
         self.unloaded = True
+        if self._unloads is not None:
+            self._unloads.append(self.name)
 
 
 class DummyHandler(Handler):
@@ -80,6 +84,7 @@ class DummyHandler(Handler):
         self.loads = 0
         self.lock = threading.Lock()
         self.models: list[DummyModel] = []
+        self.unloads: list[str] = []  # artifact file names, in the order their models were unloaded
 
     def find(self, root: Path) -> Path | None:
         found = sorted(root.rglob("*.json"))
@@ -93,7 +98,7 @@ class DummyHandler(Handler):
             time.sleep(spec["delay"])
         if spec.get("fail"):
             raise ArtifactInvalid(spec["fail"])
-        model = DummyModel(int(spec["size"]), spec.get("value"))
+        model = DummyModel(int(spec["size"]), spec.get("value"), model_file.name, self.unloads)
         self.models.append(model)
         return model
 
@@ -109,3 +114,139 @@ def dummy_measure(fn: Any) -> tuple[Model, int]:
     """Size measurement for dummy models: their declared size."""
     model = fn()
     return model, int(getattr(model, "size", 1000))
+
+
+# -- one small real model per framework (LightGBM, scikit-learn, ONNX, inference.py) --
+
+FEATURES = 6
+
+
+def training_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """300 rows of 6 house-like features (float64, as frameworks are trained) and a price."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 5000, size=(300, FEATURES))
+    return x, x[:, 1] * (100 + seed) + x[:, 0] + rng.normal(0, 10, 300)
+
+
+def sample_rows(n: int = 3, seed: int = 99) -> np.ndarray:
+    """Rows to predict on, rounded to what a CSV body carries exactly."""
+    rng = np.random.default_rng(seed)
+    return np.round(rng.uniform(0, 5000, size=(n, FEATURES)), 2)
+
+
+def csv_body(rows: np.ndarray) -> bytes:
+    """``rows`` as a text/csv body that parses back to exactly the same float64 values."""
+    return "\n".join(",".join(repr(float(v)) for v in row) for row in rows).encode()
+
+
+@functools.cache
+def lightgbm_text(seed: int = 0, classes: int = 1) -> bytes:
+    """A small LightGBM booster in its text format (a regressor, or a classifier of ``classes``)."""
+    import lightgbm as lgb
+
+    x, y = training_data(seed)
+    params: dict[str, Any] = {"verbose": -1, "num_threads": 1, "num_leaves": 7, "seed": seed}
+    if classes > 1:
+        params.update(objective="multiclass", num_class=classes)
+        y = np.digitize(y, np.quantile(y, np.linspace(0, 1, classes + 1)[1:-1]))
+    booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=10)
+    return str(booster.model_to_string()).encode()
+
+
+def lightgbm_predict(model: bytes, rows: np.ndarray, **kwargs: Any) -> np.ndarray:
+    """What LightGBM itself predicts for ``rows`` with the text ``model``."""
+    import lightgbm as lgb
+
+    return np.asarray(lgb.Booster(model_str=model.decode()).predict(rows, **kwargs))
+
+
+@functools.cache
+def sklearn_model(seed: int = 0, kind: str = "regressor") -> Any:
+    """A fitted estimator: a random forest regressor, or a scaler + logistic regression
+    pipeline classifying rows as ``"cheap"``/``"dear"`` (string labels)."""
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = training_data(seed)
+    if kind == "regressor":
+        return RandomForestRegressor(n_estimators=5, max_depth=4, random_state=seed, n_jobs=2).fit(x, y)
+    labels = np.where(y > np.median(y), "dear", "cheap")
+    return make_pipeline(StandardScaler(), LogisticRegression()).fit(x, labels)
+
+
+def joblib_bytes(estimator: Any) -> bytes:
+    """``estimator`` as joblib writes it."""
+    import io
+
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer)
+    return buffer.getvalue()
+
+
+@functools.cache
+def onnx_bytes(seed: int = 0, kind: str = "regressor") -> bytes:
+    """A scikit-learn model converted by skl2onnx: a linear regressor (input ``X``, float32 [?, 6]),
+    or a logistic regression classifier with a ZipMap probability output."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    x, y = training_data(seed)
+    x32 = x.astype(np.float32)
+    if kind == "regressor":
+        fitted: Any = LinearRegression().fit(x32, y)
+    else:
+        fitted = LogisticRegression(max_iter=1000).fit(x32, (y > np.median(y)).astype(np.int64))
+    return bytes(to_onnx(fitted, x32[:1], target_opset=17).SerializeToString())
+
+
+def onnx_predict(model: bytes, feed: dict[str, np.ndarray], output: str | None = None) -> Any:
+    """What ONNX Runtime itself answers for ``feed`` (the first output unless named)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    name = output or session.get_outputs()[0].name
+    return session.run([name], feed)[0]
+
+
+INFERENCE_PY = b'''
+import json
+import os
+
+import numpy as np
+
+
+def model_fn(model_dir):
+    with open(os.path.join(model_dir, "weights.json")) as f:
+        return np.array(json.load(f)["weights"])
+
+
+def input_fn(body, content_type):
+    if content_type != "text/csv":
+        raise ValueError(f"unsupported content type {content_type}")
+    return np.array([[float(v) for v in line.split(",")] for line in body.decode().splitlines() if line])
+
+
+def predict_fn(data, model):
+    if data.shape[1] != model.shape[0]:
+        raise ValueError(f"expected {model.shape[0]} features, got {data.shape[1]}")
+    return data @ model
+
+
+def output_fn(prediction, accept):
+    return json.dumps({"prices": prediction.tolist()}), "application/json"
+'''
+
+
+def inference_weights(seed: int = 0) -> np.ndarray:
+    """The weights of the ``inference.py`` test model: a linear price."""
+    return np.array([1.0, 100.0 + seed, 2.0, 3.0, 0.5, 7.0])
+
+
+def inference_artifact(seed: int = 0, source: bytes = INFERENCE_PY) -> bytes:
+    """A model.tar.gz with ``code/inference.py`` and the ``weights.json`` its model_fn reads."""
+    weights = json.dumps({"weights": inference_weights(seed).tolist()}).encode()
+    return make_artifact({"code/inference.py": source, "weights.json": weights})

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ class Harness:
             measure=dummy_measure,
             events=self.events,
             clock=self.clock,
-            **{"budget": 10_000, **options},
+            **{"budget": 10_000, "inline_load_bytes": 0, **options},
         )
 
     async def put(self, name: str, **spec: Any) -> None:
@@ -297,3 +298,43 @@ async def test_close_unloads_everything(harness: Harness) -> None:
     await harness.cache.close()
     assert model.unloaded
     assert harness.cache.used == 0
+
+
+async def test_small_models_load_on_the_event_loop(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, inline_load_bytes=1 << 20)
+    await harness.put("m.dummy.json")
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    original = harness.handler.load
+
+    def load(model_file: Path, *, trusted: bool) -> Any:
+        threads.append(threading.get_ident())
+        return original(model_file, trusted=trusted)
+
+    harness.handler.load = load  # type: ignore[method-assign]
+    await harness.call("m.dummy.json")
+    assert threads == [loop_thread]
+
+
+async def test_fresh_models_awaited_by_requests_are_not_evicted(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, budget=3000, max_concurrent_loads=8, load_threads=4)
+    for i in range(6):
+        await harness.put(f"m{i}.dummy.json", size=1000, delay=0.05 * (i % 3))
+    models = await asyncio.gather(*(harness.call(f"m{i % 6}.dummy.json") for i in range(24)), return_exceptions=True)
+    served = [m for m in models if not isinstance(m, BaseException)]
+    assert served  # some requests are served; none got a model evicted under them
+    assert not any(isinstance(m, ServiceUnavailable) and "as soon as it loaded" in str(m) for m in models)
+    assert harness.cache.used <= 3000
+
+
+async def test_injected_cost_reaches_the_policy(tmp_path: Path) -> None:
+    costs: list[tuple[str, float]] = []
+
+    def cost(target: str, measured: float) -> float:
+        costs.append((target, measured))
+        return 5.0
+
+    harness = Harness(tmp_path, cost=cost)
+    await harness.put("m.dummy.json")
+    await harness.call("m.dummy.json")
+    assert [t for t, _ in costs] == ["m.dummy.json"]

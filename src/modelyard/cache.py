@@ -36,7 +36,7 @@ from modelyard import sizing
 from modelyard.artifacts import DiskCache, resolve_version
 from modelyard.errors import ArtifactNotFound, CacheFull, ModelNotReady, ModelTooLarge, ServiceUnavailable
 from modelyard.handlers import Loader, Model
-from modelyard.policy import GDSF, EvictionPolicy
+from modelyard.policy import GDSF, EvictionPolicy, Residency
 from modelyard.store import Store
 
 __all__ = ["CacheEvents", "Entry", "ModelCache"]
@@ -64,6 +64,7 @@ class Entry:
     resident: bool = True
     hits: int = 0
     last_used: float = field(default=0.0)
+    evicted_for: str = ""
 
     @property
     def key(self) -> Key:
@@ -100,6 +101,17 @@ class CacheEvents:
     def load_failed(self, error: BaseException) -> None:
         """A load failed with ``error``."""
 
+    # Per-model events, for statistics that know which model (never Prometheus labels).
+
+    def model_loaded(self, entry: Entry) -> None:
+        """``entry`` became resident (its target, version, sizes and timings are set)."""
+
+    def model_evicted(self, entry: Entry, reason: str) -> None:
+        """``entry`` left memory for ``reason``."""
+
+    def model_failed(self, target: str, error: BaseException, seconds: float) -> None:
+        """Loading ``target`` failed with ``error`` after ``seconds``."""
+
 
 class ModelCache:
     """Loaded models of one instance, under ``budget`` bytes (see module doc)."""
@@ -113,6 +125,7 @@ class ModelCache:
         budget: int,
         max_concurrent_loads: int = 4,
         load_threads: int = 1,
+        inline_load_bytes: int = 1 << 20,
         wait_timeout: float = 60.0,
         version_check_interval: float = 5.0,
         enabled: bool = True,
@@ -120,18 +133,21 @@ class ModelCache:
         clock: Callable[[], float] = time.monotonic,
         measure: Callable[[Callable[[], Model]], tuple[Model, int]] = sizing.measure,
         events: CacheEvents | None = None,
+        cost: Callable[[str, float], float] | None = None,
     ) -> None:
         self.store = store
         self.disk = disk
         self.loader = loader
-        self.budget = budget
         self.wait_timeout = wait_timeout
         self.version_check_interval = version_check_interval
         self.enabled = enabled
         self.policy: EvictionPolicy[Any] = policy if policy is not None else GDSF()
+        self.residency: Residency[Key] = Residency(budget, self.policy)
         self.events: CacheEvents = events if events is not None else CacheEvents()
         self._clock = clock
         self._measure = measure
+        self._cost = cost
+        self._inline_load_bytes = inline_load_bytes
         self._slots = asyncio.Semaphore(max_concurrent_loads)
         # Framework loads run on their own threads: one by default, since loads are
         # measured one at a time anyway and a fixed thread keeps per-thread framework
@@ -142,12 +158,23 @@ class ModelCache:
         self._loads: dict[str, asyncio.Task[Entry]] = {}
         self._waiting: dict[str, int] = {}  # requests awaiting each target's load
         self._background: set[asyncio.Task[None]] = set()
-        self._known_sizes: dict[Key, int] = {}
-        self._size_ratio = 2.0  # memory bytes per disk byte, learnt from each load
-        self.used = 0
-        self.reserved = 0
         self.loads = 0
         self.evictions: dict[str, int] = {}
+
+    @property
+    def budget(self) -> int:
+        """The memory budget in bytes."""
+        return self.residency.budget
+
+    @property
+    def used(self) -> int:
+        """Measured bytes of the resident models."""
+        return self.residency.used
+
+    @property
+    def reserved(self) -> int:
+        """Bytes held for loads under way."""
+        return self.residency.reserved
 
     # -- requests ---------------------------------------------------------------
 
@@ -182,7 +209,7 @@ class ModelCache:
         if entry.inflight:
             return
         if not entry.resident:
-            self._unload(entry, "deferred")
+            self._unload(entry, entry.evicted_for)
         elif not self.enabled and not entry.pinned and not self._waiting.get(entry.target):
             self._evict(entry, "cache_disabled")
 
@@ -200,7 +227,7 @@ class ModelCache:
         if task is None:
             task = asyncio.get_running_loop().create_task(self._load(target))
             self._loads[target] = task
-            task.add_done_callback(lambda done: self._load_done(target, done))
+            task.add_done_callback(functools.partial(self._load_done, target, time.perf_counter()))
         started = time.perf_counter()
         self._waiting[target] = self._waiting.get(target, 0) + 1
         try:
@@ -214,11 +241,24 @@ class ModelCache:
                 self._waiting[target] = waiting
             self.events.waited(time.perf_counter() - started)
 
-    def _load_done(self, target: str, task: asyncio.Task[Entry]) -> None:
+    def _load_done(self, target: str, started: float, task: asyncio.Task[Entry]) -> None:
         if self._loads.get(target) is task:
             del self._loads[target]
         if not task.cancelled() and (error := task.exception()) is not None:
+            seconds = time.perf_counter() - started
             self.events.load_failed(error)
+            self.events.model_failed(target, error, seconds)
+            # a missing artifact is the caller's mistake, and may come by the thousand
+            level = logging.DEBUG if isinstance(error, ArtifactNotFound) else logging.WARNING
+            code = getattr(error, "code", "InternalFailure")
+            log.log(
+                level,
+                "loading %s failed after %.1f ms: %s",
+                target,
+                seconds * 1000,
+                error,
+                extra={"event": "load_failed", "model": target, "error_code": code, "seconds": round(seconds, 6)},
+            )
 
     # -- loading ----------------------------------------------------------------
 
@@ -241,45 +281,66 @@ class ModelCache:
         self, target: str, version: str, path: Any, disk_size: int, download_seconds: float
     ) -> Entry:
         key = (target, version)
-        known = self._known_sizes.get(key)
+        residency = self.residency
+        known = residency.known_size(key)
         if known is not None and known > self.budget:
             raise self._too_large(target, known)
-        estimate = known if known is not None else int(disk_size * self._size_ratio)
+        estimate = residency.estimate(key, disk_size)
         reservation = estimate if estimate <= self.budget else 0
-        self._make_room(reservation)
-        self.reserved += reservation
+        self._settle(*residency.reserve(reservation, self._protected), reservation)
         try:
             started = time.perf_counter()
-            loop = asyncio.get_running_loop()
             load = functools.partial(self.loader.load_measured, path, self._measure)
-            model, size = await loop.run_in_executor(self._load_executor, load)
+            if disk_size <= self._inline_load_bytes:
+                # Small models load on the event loop: a millisecond of blocking, and
+                # no request allocating meanwhile blurs the memory measurement.
+                model, size = load()
+            else:
+                model, size = await asyncio.get_running_loop().run_in_executor(self._load_executor, load)
             load_seconds = time.perf_counter() - started
         finally:
-            self.reserved -= reservation
-        self._known_sizes[key] = size
+            residency.release(reservation)
+        size = max(size, disk_size // 4)  # a heap measurement blurred to ~0 is not a free model
+        residency.learn(key, disk_size, size)
         if size > self.budget:
             model.unload()
             raise self._too_large(target, size)
+        cost = download_seconds + load_seconds
         try:
-            self._make_room(size)
+            self._settle(
+                *residency.admit(key, size, self._cost(target, cost) if self._cost else cost, self._protected), size
+            )
         except BaseException:
             model.unload()
             raise
-        if disk_size:
-            self._size_ratio = 0.8 * self._size_ratio + 0.2 * (size / disk_size)
         now = self._clock()
         entry = Entry(target, version, model, size, disk_size, download_seconds, load_seconds, now, now, last_used=now)
         self._entries[key] = entry
-        self.used += size
         self.loads += 1
-        self.policy.insert(key, size, download_seconds + load_seconds)
         previous = self._current.get(target)
         self._current[target] = entry
         if previous is not None and previous is not entry:
             entry.pinned = previous.pinned
             self._evict(previous, "replaced")
         self.events.loaded(load_seconds)
-        log.info("loaded %s version %s: %d bytes in %.1f ms", target, version, size, load_seconds * 1000)
+        self.events.model_loaded(entry)
+        log.info(
+            "loaded %s version %s: %d bytes in %.1f ms (download %.1f ms)",
+            target,
+            version,
+            size,
+            load_seconds * 1000,
+            download_seconds * 1000,
+            extra={
+                "event": "load",
+                "model": target,
+                "version": version,
+                "memory_bytes": size,
+                "disk_bytes": disk_size,
+                "download_seconds": round(download_seconds, 6),
+                "load_seconds": round(load_seconds, 6),
+            },
+        )
         return entry
 
     def _too_large(self, target: str, size: int) -> ModelTooLarge:
@@ -287,33 +348,37 @@ class ModelCache:
             f"Model '{target}' needs {size} bytes of memory, more than the whole budget of {self.budget} bytes."
         )
 
-    def _make_room(self, need: int) -> None:
-        def protected(key: Key) -> bool:
-            entry = self._entries[key]
-            return entry.pinned or entry.inflight > 0
+    def _protected(self, key: Key) -> bool:
+        """Never evicted for room: pinned, serving a request, or awaited by requests."""
+        entry = self._entries[key]
+        return entry.pinned or entry.inflight > 0 or entry.target in self._waiting
 
-        while self.used + self.reserved + need > self.budget:
-            victim = self.policy.victim(protected)
-            if victim is None:
-                raise CacheFull(
-                    f"No room for {need} more bytes: the resident models are pinned or in use "
-                    f"({self.used} of {self.budget} bytes)."
-                )
-            self._evict(self._entries[victim], "capacity")
+    def _settle(self, victims: list[Key], fits: bool, need: int) -> None:
+        """Carry out the evictions the residency chose; raise when the room was not found."""
+        for key in victims:
+            self._evict(self._entries[key], "capacity", counted=True)
+        if not fits:
+            raise CacheFull(
+                f"No room for {need} more bytes: the resident models are pinned or in use "
+                f"({self.used} of {self.budget} bytes)."
+            )
 
     # -- removal ----------------------------------------------------------------
 
-    def _evict(self, entry: Entry, reason: str) -> None:
+    def _evict(self, entry: Entry, reason: str, *, counted: bool = False) -> None:
+        """Take ``entry`` out of memory; ``counted`` when the residency already removed it."""
         if not entry.resident:
             return
         entry.resident = False
+        entry.evicted_for = reason
         del self._entries[entry.key]
-        self.policy.remove(entry.key, evicted=reason == "capacity")
-        self.used -= entry.size
+        if not counted:
+            self.residency.remove(entry.key, evicted=False)
         if self._current.get(entry.target) is entry:
             del self._current[entry.target]
         self.evictions[reason] = self.evictions.get(reason, 0) + 1
         self.events.evicted(reason)
+        self.events.model_evicted(entry, reason)
         if entry.inflight == 0:
             self._unload(entry, reason)
 
@@ -323,8 +388,27 @@ class ModelCache:
             entry.model.unload()
         except Exception:  # a handler failing to clean up must not break the cache
             log.exception("unloading %s failed", entry.target)
-        self.events.unloaded(time.perf_counter() - started)
-        log.info("unloaded %s version %s (%s)", entry.target, entry.version, reason)
+        seconds = time.perf_counter() - started
+        self.events.unloaded(seconds)
+        log.info(
+            "evicted %s version %s (%s): %d bytes, %d hits, unloaded in %.1f ms",
+            entry.target,
+            entry.version,
+            reason,
+            entry.size,
+            entry.hits,
+            seconds * 1000,
+            extra={
+                "event": "evict",
+                "model": entry.target,
+                "version": entry.version,
+                "reason": reason,
+                "memory_bytes": entry.size,
+                "hits": entry.hits,
+                "resident_seconds": round(self._clock() - entry.loaded_at, 3),
+                "unload_seconds": round(seconds, 6),
+            },
+        )
 
     # -- versions ---------------------------------------------------------------
 

@@ -120,8 +120,10 @@ def demo(models: int, requests: int, workspace: Path, store_url: str | None) -> 
 
 
 def _register() -> None:
+    from modelyard.cli_bench import bench_command
     from modelyard.cli_plan import plan_command
 
+    main.add_command(bench_command)
     main.add_command(plan_command)
 
 
