@@ -73,12 +73,12 @@ def test_closed_loop_reports_and_hit_ratio_match_the_server(
 
 def test_open_loop_with_a_replayed_trace(server: BackgroundServer, tmp_path: Path) -> None:
     trace = tmp_path / "trace.txt"
-    trace.write_text("".join(f"{i * 0.002:.3f} m{i % 7:02d}.tar.gz\n" for i in range(200)))
+    trace.write_text("".join(f"{i * 0.002:.3f} m{i % 7:02d}.tar.gz\n" for i in range(1200)))
     report = tmp_path / "open.html"
     result = CliRunner().invoke(main, ["bench", server.url, "--trace", str(trace), "--report", str(report)])
     assert result.exit_code == 0, result.output
     summary = json.loads(report.with_suffix(".json").read_text())
-    assert summary["requests"] == 200
+    assert summary["requests"] == 1200  # the whole trace, not the default count
     assert summary["distinct_models"] == 7
     # requests arriving while their model loads wait for it: they are cold too
     failed = sum(summary["errors"].values())

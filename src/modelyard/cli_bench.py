@@ -82,7 +82,7 @@ def _progress(total: int | None) -> Callable[[Any], None] | None:
 @click.option("--distribution", default="zipf:1.0", show_default=True, help="uniform, zipf or zipf:S.")
 @click.option("--concurrency", type=click.IntRange(1, 4096), default=8, show_default=True, help="Closed-loop workers.")
 @click.option("--rate", type=click.FloatRange(0, min_open=True), help="Open loop: requests/s (Poisson arrivals).")
-@click.option("--requests", type=click.IntRange(1), help="Requests to send.  [default: 1000 without --duration]")
+@click.option("--requests", type=click.IntRange(1), help="Requests to send.  [default: 1000, or the whole trace]")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), help="Seconds to run.")
 @click.option("--payload", type=click.Path(path_type=Path, dir_okay=False), help="Request body file.")
 @click.option("--row", default=HOUSE_ROW.decode(), show_default=True, help="CSV row sent when no --payload.")
@@ -115,14 +115,14 @@ def _run(url: str, **o: Any) -> None:
     from modelyard.loadtest import LoadSpec, run_load
     from modelyard.report import summarise, terminal_table, write_html, write_json
 
-    if o["requests"] is None and o["duration"] is None:
-        o["requests"] = 1000
     trace: Trace
     if o["trace_file"] is not None:
         trace = read_trace(o["trace_file"])
-        if o["requests"] is not None:
-            o["requests"] = min(o["requests"], len(trace))
+        if o["duration"] is None:  # a trace is replayed whole unless told otherwise
+            o["requests"] = min(o["requests"] or len(trace), len(trace))
     else:
+        if o["requests"] is None and o["duration"] is None:
+            o["requests"] = 1000
         names = _targets(o["store_url"], o["targets_file"], o["models"])
         count = o["requests"] or max(int((o["rate"] or 2000) * o["duration"]) + 1, 1000)
         trace = synthetic_trace(names, count, parse_distribution(o["distribution"]), seed=o["seed"])
