@@ -1,13 +1,19 @@
 """Request and response payloads (SPEC §2): CSV, LIBSVM, JSON and NumPy.
 
-Decoders turn a body into a 2-D ``float32`` array of rows (missing values as NaN, as
-XGBoost reads them); encoders turn predictions into the Accept format. A malformed
-body is the model's input error: :class:`ModelError` with OriginalStatusCode 400,
-naming the row and the field. An unknown format is a :class:`UnsupportedContentType`.
+Decoders turn a body into a 2-D array of rows in the model's dtype (``float32`` by
+default, missing values as NaN, as XGBoost reads them); encoders turn predictions
+(numbers, class labels, strings) into the Accept format. A malformed body is the
+model's input error: :class:`ModelError` with OriginalStatusCode 400, naming the row
+and the field. An unknown format is a :class:`UnsupportedContentType`.
+
+A request may also choose which of a model's outputs it wants (``predict_proba``
+rather than ``predict``): ``output=NAME`` in ``X-Amzn-SageMaker-Custom-Attributes``,
+or an ``"output"`` field beside the rows of a JSON body (:func:`request_options`).
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import math
@@ -18,16 +24,28 @@ import numpy as np
 
 from modelyard.errors import ModelError, UnsupportedContentType
 
-__all__ = ["ACCEPTS", "CONTENT_TYPES", "accept_type", "content_type", "decode", "encode"]
+__all__ = [
+    "ACCEPTS",
+    "CONTENT_TYPES",
+    "accept_type",
+    "as_rows",
+    "content_type",
+    "decode",
+    "encode",
+    "load_npy",
+    "plain",
+    "request_options",
+]
 
 _NAN = math.nan
+_JSON_KEYS = ("instances", "inputs", "features", "data")
 
 
 def _media(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
 
 
-def _rows_to_array(rows: Sequence[Sequence[float]], n_features: int | None) -> np.ndarray:
+def _rows_to_array(rows: Sequence[Sequence[float]], n_features: int | None, dtype: Any) -> np.ndarray:
     if not rows:
         raise ModelError("The request has no rows.")
     width = len(rows[0])
@@ -36,7 +54,23 @@ def _rows_to_array(rows: Sequence[Sequence[float]], n_features: int | None) -> n
             raise ModelError(f"Row {number} has {len(row)} values, row 1 has {width}.")
     if n_features is not None and width != n_features:
         raise ModelError(f"Rows have {width} values, the model expects {n_features} features.")
-    return np.array(rows, dtype=np.float32)
+    return np.array(rows, dtype=dtype)
+
+
+def as_rows(array: np.ndarray, n_features: int | None, dtype: Any = np.float32, what: str = "The input") -> np.ndarray:
+    """A decoded array as 2-D rows of ``dtype``: one row when 1-D, refused beyond 2-D."""
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2:
+        raise ModelError(f"{what} must have 1 or 2 dimensions (rows of features), it has {array.ndim}.")
+    if array.shape[0] == 0:
+        raise ModelError(f"{what} has no rows.")
+    if n_features is not None and array.shape[1] != n_features:
+        raise ModelError(f"{what} has rows of {array.shape[1]} values, the model expects {n_features} features.")
+    try:
+        return array.astype(dtype, copy=False)
+    except (TypeError, ValueError):
+        raise ModelError(f"{what} has values of type {array.dtype}, not numbers.") from None
 
 
 def _csv_field(text: bytes, row: int, column: int) -> float:
@@ -49,7 +83,7 @@ def _csv_field(text: bytes, row: int, column: int) -> float:
         raise ModelError(f"Row {row}, column {column}: '{shown}' is not a number.") from None
 
 
-def _decode_csv(body: bytes, n_features: int | None) -> np.ndarray:
+def _decode_csv(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
     rows: list[list[float]] = []
     for number, line in enumerate(body.splitlines(), 1):
         if not line.strip():
@@ -59,10 +93,10 @@ def _decode_csv(body: bytes, n_features: int | None) -> np.ndarray:
             rows.append([float(f) for f in fields])
         except ValueError:  # empty fields are missing values; anything else is an error
             rows.append([_csv_field(f, number, col) for col, f in enumerate(fields, 1)])
-    return _rows_to_array(rows, n_features)
+    return _rows_to_array(rows, n_features, dtype)
 
 
-def _decode_libsvm(body: bytes, n_features: int | None) -> np.ndarray:
+def _decode_libsvm(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
     parsed: list[dict[int, float]] = []
     width = n_features or 0
     for number, line in enumerate(body.decode("utf-8", "replace").splitlines(), 1):
@@ -82,20 +116,27 @@ def _decode_libsvm(body: bytes, n_features: int | None) -> np.ndarray:
         parsed.append(row)
     if not parsed:
         raise ModelError("The request has no rows.")
-    matrix = np.full((len(parsed), width), np.nan, dtype=np.float32)
+    matrix = np.full((len(parsed), width), np.nan, dtype=dtype)
     for i, row in enumerate(parsed):
         for j, cell in row.items():
             matrix[i, j] = cell
     return matrix
 
 
-def _decode_json(body: bytes, n_features: int | None) -> np.ndarray:
+def _json_doc(body: bytes) -> Any:
     try:
-        doc = json.loads(body)
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"The body is not valid JSON: {exc}") from None
+
+
+def _decode_json(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
+    return _json_rows(_json_doc(body), n_features, dtype)
+
+
+def _json_rows(doc: Any, n_features: int | None, dtype: Any) -> np.ndarray:
     if isinstance(doc, dict):
-        for key in ("instances", "inputs", "features", "data"):
+        for key in _JSON_KEYS:
             if key in doc:
                 doc = doc[key]
                 break
@@ -114,53 +155,100 @@ def _decode_json(body: bytes, n_features: int | None) -> np.ndarray:
         try:
             rows.append([_NAN if v is None else float(v) for v in row])
         except (TypeError, ValueError):
-            raise ModelError(f"Row {number} holds a value that is not a number.") from None
-    return _rows_to_array(rows, n_features)
+            bad = next(i for i, v in enumerate(row, 1) if not _is_number(v))
+            raise ModelError(f"Row {number}, column {bad}: {json.dumps(row[bad - 1])} is not a number.") from None
+    return _rows_to_array(rows, n_features, dtype)
 
 
-def _decode_npy(body: bytes, n_features: int | None) -> np.ndarray:
+def _decode_jsonlines(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
+    """One JSON row per line (a list, or an object with ``features``); a single JSON document also works."""
+    lines = [line for line in body.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return _decode_json(body, n_features, dtype)
+    rows: list[Any] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelError(f"Line {number} is not valid JSON: {exc}") from None
+    return _json_rows(rows, n_features, dtype)
+
+
+def _is_number(value: Any) -> bool:
     try:
-        array: np.ndarray = np.asarray(np.load(io.BytesIO(body), allow_pickle=False))
+        float(value if value is not None else _NAN)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def load_npy(body: bytes) -> np.ndarray:
+    """The array in a ``.npy`` body (never unpickled), any number of dimensions."""
+    try:
+        return np.asarray(np.load(io.BytesIO(body), allow_pickle=False))
     except (ValueError, OSError, EOFError) as exc:
         raise ModelError(f"The body is not a valid .npy array: {exc}") from None
-    if array.ndim == 1:
-        array = array.reshape(1, -1)
-    if array.ndim != 2:
-        raise ModelError(f"The .npy array must have 1 or 2 dimensions, it has {array.ndim}.")
-    if n_features is not None and array.shape[1] != n_features:
-        raise ModelError(f"Rows have {array.shape[1]} values, the model expects {n_features} features.")
-    try:
-        return array.astype(np.float32, copy=False)
-    except (TypeError, ValueError):
-        raise ModelError(f"The .npy array has dtype {array.dtype}, not numbers.") from None
+
+
+def _decode_npy(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
+    return as_rows(load_npy(body), n_features, dtype, "The .npy array")
+
+
+def plain(values: np.ndarray) -> list[Any]:
+    """Predictions as JSON-ready Python values (``float32`` printed at its own precision)."""
+    if values.dtype == np.float32:
+        return [float(str(v)) if v.ndim == 0 else plain(v) for v in values]
+    if values.dtype.kind in "OSU":
+        return [str(v) if np.ndim(v) == 0 else plain(np.asarray(v)) for v in values]
+    listed: list[Any] = values.tolist()
+    return listed
+
+
+def _as_predictions(predictions: Any) -> np.ndarray:
+    array = np.asarray(predictions)
+    return array.reshape(1) if array.ndim == 0 else array
+
+
+def _csv_cells(row: Any) -> list[str]:
+    return [str(v) for v in (row if np.ndim(row) else [row])]
 
 
 def _encode_csv(predictions: np.ndarray) -> bytes:
+    if predictions.dtype.kind in "OSU":  # labels may hold commas or quotes: quote them as CSV does
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerows(_csv_cells(row) for row in predictions)
+        return out.getvalue().rstrip("\n").encode()
     if predictions.ndim == 1:
         return "\n".join(map(str, predictions)).encode()
     return "\n".join(",".join(map(str, row)) for row in predictions).encode()
 
 
-def _score(value: Any) -> Any:
-    return float(str(value)) if np.ndim(value) == 0 else [float(str(v)) for v in value]
-
-
 def _encode_json(predictions: np.ndarray) -> bytes:
-    return json.dumps({"predictions": [{"score": _score(row)} for row in predictions]}).encode()
+    return json.dumps({"predictions": [{"score": score} for score in plain(predictions)]}).encode()
 
 
 def _encode_npy(predictions: np.ndarray) -> bytes:
+    if predictions.dtype.kind == "O":  # .npy without pickle holds no Python objects
+        try:
+            predictions = np.asarray(predictions.tolist(), dtype=str if _all_text(predictions) else np.float64)
+        except (TypeError, ValueError):
+            raise ModelError("The predictions cannot be written as .npy (they are not numbers or text).") from None
     buffer = io.BytesIO()
     np.save(buffer, predictions, allow_pickle=False)
     return buffer.getvalue()
 
 
-_DECODERS: dict[str, Callable[[bytes, int | None], np.ndarray]] = {
+def _all_text(array: np.ndarray) -> bool:
+    return all(isinstance(v, str | bytes) for v in array.flat)
+
+
+_DECODERS: dict[str, Callable[[bytes, int | None, Any], np.ndarray]] = {
     "text/csv": _decode_csv,
     "text/libsvm": _decode_libsvm,
     "text/x-libsvm": _decode_libsvm,
     "application/json": _decode_json,
-    "application/jsonlines": _decode_json,
+    "application/jsonlines": _decode_jsonlines,
     "application/x-npy": _decode_npy,
 }
 _ENCODERS: dict[str, Callable[[np.ndarray], bytes]] = {
@@ -195,11 +283,30 @@ def accept_type(header: str | None, default: str = "text/csv") -> str:
     raise UnsupportedContentType(f"Accept '{header}' is not supported; use one of {', '.join(sorted(ACCEPTS))}.")
 
 
-def decode(body: bytes, media_type: str, n_features: int | None = None) -> np.ndarray:
-    """Rows of ``float32`` from a body in ``media_type`` (already checked)."""
-    return _DECODERS[media_type](body, n_features)
+def decode(body: bytes, media_type: str, n_features: int | None = None, dtype: Any = np.float32) -> np.ndarray:
+    """Rows of ``dtype`` from a body in ``media_type`` (already checked)."""
+    return _DECODERS[media_type](body, n_features, dtype)
 
 
 def encode(predictions: Any, media_type: str) -> tuple[bytes, str]:
     """Serialise predictions as ``media_type`` (already checked)."""
-    return _ENCODERS[media_type](np.asarray(predictions)), media_type
+    return _ENCODERS[media_type](_as_predictions(predictions)), media_type
+
+
+def request_options(body: bytes, content_type: str | None, custom_attributes: str | None) -> dict[str, str]:
+    """Options a request gives besides its rows: ``key=value`` pairs of the custom
+    attributes (separated by ``;`` or ``,``), then top-level string fields of a JSON
+    body other than the rows (``{"instances": [...], "output": "predict_proba"}``).
+    """
+    options: dict[str, str] = {}
+    if custom_attributes:
+        for pair in custom_attributes.replace(",", ";").split(";"):
+            key, sep, value = pair.partition("=")
+            if sep and key.strip():
+                options[key.strip().lower()] = value.strip()
+    # Reading the JSON twice is paid only by bodies that name an option.
+    if content_type and _media(content_type).startswith("application/json") and b'"output"' in body:
+        doc = _json_doc(body)
+        if isinstance(doc, dict):
+            options.update({k: v for k, v in doc.items() if k not in _JSON_KEYS and isinstance(v, str)})
+    return options

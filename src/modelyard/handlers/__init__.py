@@ -2,8 +2,10 @@
 
 :class:`Loader` picks the handler for an artifact from its content: every handler
 looks for its model file, and exactly one must find one (or the endpoint forces a
-framework). Nothing matching, or two handlers matching, is a clear
-:class:`~modelyard.errors.ArtifactInvalid` naming what the artifact holds.
+framework). An ``inference.py`` outranks the rest: the other files are the data its
+``model_fn`` reads. Nothing matching, or two handlers matching, is a clear
+:class:`~modelyard.errors.ArtifactInvalid` naming what the artifact holds. The rules
+of each handler are in ``docs/frameworks.md``.
 """
 
 from __future__ import annotations
@@ -14,13 +16,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelyard.errors import ArtifactInvalid, ValidationError
-from modelyard.handlers.base import Handler, Model, require
+from modelyard.handlers.base import Handler, Model, TensorSpec, require
+from modelyard.handlers.lightgbm import LightGBMHandler
+from modelyard.handlers.memory import small_python_objects
+from modelyard.handlers.onnx import ONNXHandler
+from modelyard.handlers.python import PythonHandler
+from modelyard.handlers.sklearn import SklearnHandler
 from modelyard.handlers.xgboost import XGBoostHandler
 
-__all__ = ["HANDLERS", "Handler", "Loader", "Model", "require"]
+__all__ = ["HANDLERS", "Handler", "Loader", "Model", "TensorSpec", "require"]
 
 #: every handler modelyard ships, by name
-HANDLERS: dict[str, Handler] = {handler.name: handler for handler in (XGBoostHandler(),)}
+HANDLERS: dict[str, Handler] = {
+    handler.name: handler
+    for handler in (XGBoostHandler(), LightGBMHandler(), SklearnHandler(), ONNXHandler(), PythonHandler())
+}
 
 
 def _listing(root: Path, limit: int = 8) -> str:
@@ -62,6 +72,9 @@ class Loader:
             wanted = self.framework if self.framework != "auto" else "any framework"
             raise ArtifactInvalid(f"The artifact holds no model file for {wanted} (found: {_listing(root)}).")
         if len(found) > 1:
+            top = max(h.priority for h, _ in found)
+            found = [(h, f) for h, f in found if h.priority == top]
+        if len(found) > 1:
             names = ", ".join(f"{h.name} ({f.name})" for h, f in found)
             raise ArtifactInvalid(f"The artifact matches several frameworks: {names}; force one with --framework.")
         return found[0]
@@ -78,10 +91,22 @@ class Loader:
 
         A framework's first load in a process also pays for its one-time set-up
         (imports, global pools); that first model is loaded once unmeasured, so no
-        model is charged for the framework itself.
+        model is charged for the framework itself. For handlers whose models are
+        Python objects (``Handler.python_objects``) the small objects the C heap
+        measurement cannot see are added (:mod:`modelyard.handlers.memory`).
         """
         handler, model_file = self.detect(root)
         if handler.name not in self._warm:
             handler.load(model_file, trusted=self.trusted).unload()
             self._warm.add(handler.name)
-        return measure(lambda: handler.load(model_file, trusted=self.trusted))
+        if not handler.python_objects:
+            return measure(lambda: handler.load(model_file, trusted=self.trusted))
+        small = 0
+
+        def load() -> Model:
+            nonlocal small
+            model, small = small_python_objects(lambda: handler.load(model_file, trusted=self.trusted))
+            return model
+
+        model, size = measure(load)
+        return model, size + small
