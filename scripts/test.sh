@@ -3,6 +3,21 @@
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The dashboard test drives Debian's chromium through Playwright (never `playwright install`)
+# and a real Prometheus scrapes the server: install whichever is missing.
+missing=()
+command -v chromium >/dev/null || missing+=(chromium fonts-liberation)
+command -v prometheus >/dev/null || missing+=(prometheus)
+if ((${#missing[@]})); then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    # the tests start their own Prometheus on loopback; not a system-wide one on every interface
+    if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+        "${sudo[@]}" systemctl disable --now prometheus
+    fi
+fi
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'

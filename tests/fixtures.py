@@ -171,7 +171,7 @@ def sklearn_model(seed: int = 0, kind: str = "regressor") -> Any:
 
     x, y = training_data(seed)
     if kind == "regressor":
-        return RandomForestRegressor(n_estimators=5, max_depth=4, random_state=seed, n_jobs=2).fit(x, y)
+        return RandomForestRegressor(n_estimators=5, max_depth=4, random_state=seed).fit(x, y)
     labels = np.where(y > np.median(y), "dear", "cheap")
     return make_pipeline(StandardScaler(), LogisticRegression()).fit(x, labels)
 
@@ -212,7 +212,7 @@ def onnx_predict(model: bytes, feed: dict[str, np.ndarray], output: str | None =
     return session.run([name], feed)[0]
 
 
-INFERENCE_PY = b'''
+INFERENCE_PY = b"""
 import json
 import os
 
@@ -238,7 +238,7 @@ def predict_fn(data, model):
 
 def output_fn(prediction, accept):
     return json.dumps({"prices": prediction.tolist()}), "application/json"
-'''
+"""
 
 
 def inference_weights(seed: int = 0) -> np.ndarray:
@@ -250,3 +250,22 @@ def inference_artifact(seed: int = 0, source: bytes = INFERENCE_PY) -> bytes:
     """A model.tar.gz with ``code/inference.py`` and the ``weights.json`` its model_fn reads."""
     weights = json.dumps({"weights": inference_weights(seed).tolist()}).encode()
     return make_artifact({"code/inference.py": source, "weights.json": weights})
+
+
+@functools.cache
+def onnx_graph(kind: str = "two_inputs") -> bytes:
+    """Hand-built ONNX graphs: ``two_inputs`` (a, b float32 [?, 3] → sum = a + b, product = a * b)
+    or ``text`` (a string tensor ``text`` [?] echoed as ``same``)."""
+    from onnx import TensorProto, helper
+
+    if kind == "two_inputs":
+        inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 3]) for n in ("a", "b")]
+        outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [None, 3]) for n in ("sum", "product")]
+        nodes = [helper.make_node("Add", ["a", "b"], ["sum"]), helper.make_node("Mul", ["a", "b"], ["product"])]
+    else:
+        inputs = [helper.make_tensor_value_info("text", TensorProto.STRING, [None])]
+        outputs = [helper.make_tensor_value_info("same", TensorProto.STRING, [None])]
+        nodes = [helper.make_node("Identity", ["text"], ["same"])]
+    graph = helper.make_graph(nodes, kind, inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return bytes(model.SerializeToString())

@@ -257,7 +257,13 @@ class ModelCache:
                 target,
                 seconds * 1000,
                 error,
-                extra={"event": "load_failed", "model": target, "error_code": code, "seconds": round(seconds, 6)},
+                extra={
+                    "event": "load_failed",
+                    "model": target,
+                    "error_code": code,
+                    "reason": str(error),
+                    "seconds": round(seconds, 6),
+                },
             )
 
     # -- loading ----------------------------------------------------------------

@@ -62,6 +62,12 @@ def main() -> None:
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Logging level.  [default: info]"
 )
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Log lines as text or JSON.  [default: text]")
+@click.option(
+    "--request-log-sample",
+    type=click.FloatRange(0.0, 1.0),
+    help="Fraction of requests logged on modelyard.requests.  [default: 0]",
+)
 def serve(
     store: str | None,
     config: Path | None,

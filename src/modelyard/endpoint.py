@@ -15,6 +15,7 @@ from modelyard.artifacts import DiskCache, validate_target
 from modelyard.cache import ModelCache
 from modelyard.errors import ModelError, ModelyardError, ServiceUnavailable
 from modelyard.handlers import Loader, Model
+from modelyard.logs import RequestLog
 from modelyard.metrics import Metrics
 from modelyard.policy import POLICIES
 from modelyard.settings import Settings
@@ -69,6 +70,7 @@ class Endpoint:
             )
         )
         self.metrics.cache = self.cache
+        self.request_log = RequestLog(settings.request_log_sample)
         self.inflight = 0
         self.closing = False
         self._inline_payload = int(settings.inline_payload)
@@ -108,7 +110,7 @@ class Endpoint:
             try:
                 started = time.perf_counter()
                 ctype, acc = content_type or "text/csv", accept or ""
-                if len(body) <= self._inline_payload:
+                if len(body) <= self._inline_payload and not entry.model.threaded:
                     out, media = _run(entry.model, body, ctype, acc, custom_attributes)
                 else:
                     out, media = await asyncio.to_thread(_run, entry.model, body, ctype, acc, custom_attributes)

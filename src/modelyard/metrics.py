@@ -1,30 +1,41 @@
 """Prometheus metrics with SageMaker's names, in the app's own registry (SPEC §5).
 
 Times are in seconds (Prometheus' base unit; SageMaker's CloudWatch reports
-microseconds or milliseconds for the same names). Series are labelled by endpoint,
-variant and instance only: no label per model, so the output does not grow with
-the number of models.
+microseconds or milliseconds for the same names: ``docs/metrics.md`` maps each one).
+Series are labelled by endpoint, variant and instance only: no label per model, so
+the output does not grow with the number of models. Per-model numbers live in
+:class:`~modelyard.stats.ModelStats` (``metrics.models``) instead.
+
+The hot path only adds to plain ints and lists; the Prometheus families are built
+when ``/metrics`` is scraped. Every update happens on the event loop thread (the
+cache reports its events there too), so nothing needs a lock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+import time
+from bisect import bisect_left
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from modelyard.cache import CacheEvents
+from modelyard.errors import ArtifactNotFound, InvalidTargetModel, ModelyardError
+from modelyard.stats import ModelStats
 
 if TYPE_CHECKING:
-    from modelyard.cache import ModelCache
+    from modelyard.cache import Entry, ModelCache
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["BUCKETS", "CONTENT_TYPE", "EVICTION_REASONS", "Histogram", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_LABELS = ("EndpointName", "VariantName", "Instance")
-_BUCKETS = (
+LABELS = ("EndpointName", "VariantName", "Instance")
+BUCKETS = (
     0.0001,
     0.00025,
     0.0005,
@@ -44,18 +55,189 @@ _BUCKETS = (
     30.0,
     60.0,
 )
+"""Histogram bounds in seconds: a warm request (~0.1–0.3 ms) to a load timing out (60 s)."""
+EVICTION_REASONS = ("capacity", "replaced", "cache_disabled", "unloaded", "invalidated", "shutdown")
+"""Why a model leaves memory: ``Reason`` label values of ``ModelEvictions_total``."""
+_LE = [*(floatToGoString(b) for b in BUCKETS), "+Inf"]  # type: ignore[no-untyped-call]
 
 
-class _CacheCollector(Collector):
-    def __init__(self, labels: tuple[str, str, str], cache: Callable[[], ModelCache | None]) -> None:
-        self._labels = list(labels)
-        self._cache = cache
+class Histogram:
+    """Counts per bucket of :data:`BUCKETS` and a sum; rendered as a Prometheus histogram."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        """Add one observation."""
+        self.counts[bisect_left(BUCKETS, seconds)] += 1  # bucket ``le`` counts values <= le
+        self.total += seconds
+
+    @property
+    def count(self) -> int:
+        """Observations so far."""
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """``(le, count <= le)`` pairs, ``+Inf`` last."""
+        out, seen = [], 0
+        for le, count in zip(_LE, self.counts, strict=True):
+            seen += count
+            out.append((le, float(seen)))
+        return out
+
+
+class Metrics(CacheEvents):
+    """The endpoint's metrics and per-model statistics; also the cache's event sink."""
+
+    def __init__(self, endpoint: str, variant: str, instance: str, *, max_models: int = 1_000_000) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.labels = (endpoint, variant, instance)
+        self.cache: ModelCache | None = None
+        self.models = ModelStats(max_models=max_models)
+        """Per-model statistics (no Prometheus label per model)."""
+        self.started = time.time()
+        self.invocations = 0
+        self.errors_4xx = 0
+        self.errors_5xx = 0
+        self.hits = 0
+        self.misses = 0
+        self.disk_hits = 0
+        self.loads = 0
+        self.evictions = dict.fromkeys(EVICTION_REASONS, 0)
+        self.failures: dict[str, int] = {}  # by error code: a fixed set, so a bounded label
+        self.loading_wait = Histogram()
+        self.downloading = Histogram()
+        self.loading = Histogram()
+        self.unloading = Histogram()
+        self.model_latency = Histogram()
+        self.overhead_latency = Histogram()
+        self.recent_errors: deque[tuple[float, str, str | None, int, str, str]] = deque(maxlen=50)
+        """``(time, request id, target, status, code, message)`` of the last failed requests."""
+        self.registry.register(_Collector(self))
+        ProcessCollector(registry=self.registry)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+    # -- requests (the hot path) --------------------------------------------------
+
+    def count_status(self, status: int) -> None:
+        """Count one invocation and its error class."""
+        self.invocations += 1
+        if status >= 500:
+            self.errors_5xx += 1
+        elif status >= 400:
+            self.errors_4xx += 1
+
+    def invoked(self, target: str | None, model_seconds: float, seconds: float) -> None:
+        """A request to ``target`` answered in ``seconds``, ``model_seconds`` of them in the model."""
+        self.invocations += 1
+        self.model_latency.observe(model_seconds)
+        overhead = seconds - model_seconds
+        self.overhead_latency.observe(overhead if overhead > 0.0 else 0.0)
+        self.models.request(target, seconds)
+
+    def refused(self, target: str | None, status: int, code: str, message: str, request_id: str) -> None:
+        """A request to ``target`` answered with an error."""
+        self.count_status(status)
+        self.models.error(target)
+        self.recent_errors.append((time.time(), request_id, target, status, code, message))
+
+    # -- cache events -------------------------------------------------------------
+
+    def hit(self) -> None:
+        self.hits += 1
+
+    def miss(self) -> None:
+        self.misses += 1
+
+    def waited(self, seconds: float) -> None:
+        self.loading_wait.observe(seconds)
+
+    def downloaded(self, seconds: float, *, from_disk: bool) -> None:
+        if from_disk:
+            self.disk_hits += 1
+        else:
+            self.downloading.observe(seconds)
+
+    def loaded(self, seconds: float) -> None:
+        self.loads += 1
+        self.loading.observe(seconds)
+
+    def unloaded(self, seconds: float) -> None:
+        self.unloading.observe(seconds)
+
+    def evicted(self, reason: str) -> None:
+        if reason in self.evictions:
+            self.evictions[reason] += 1
+
+    def load_failed(self, error: BaseException) -> None:
+        code = error.code if isinstance(error, ModelyardError) else "InternalFailure"
+        self.failures[code] = self.failures.get(code, 0) + 1
+
+    def model_loaded(self, entry: Entry) -> None:
+        self.models.loaded(entry)
+
+    def model_evicted(self, entry: Entry, reason: str) -> None:
+        self.models.evicted(entry)
+
+    def model_failed(self, target: str, error: BaseException, seconds: float) -> None:
+        code = error.code if isinstance(error, ModelyardError) else "InternalFailure"
+        exists = not isinstance(error, ArtifactNotFound | InvalidTargetModel)
+        self.models.failed(target, code, str(error), exists=exists)
+
+
+class _Collector(Collector):
+    """Builds the Prometheus families from :class:`Metrics` at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
-        cache = self._cache()
-        if cache is None:
-            return
-        values = {
+        m = self._metrics
+        labels = list(m.labels)
+        histograms = (
+            ("ModelLoadingWaitTime", "Seconds a request waited for its model to download and load.", m.loading_wait),
+            ("ModelDownloadingTime", "Seconds to download and unpack an artifact from the store.", m.downloading),
+            ("ModelLoadingTime", "Seconds to load a model into memory.", m.loading),
+            ("ModelUnloadingTime", "Seconds to unload a model.", m.unloading),
+            ("ModelLatency", "Seconds the model took to answer (decode, predict, encode).", m.model_latency),
+            ("OverheadLatency", "Seconds of an answered request spent outside the model.", m.overhead_latency),
+        )
+        for name, doc, histogram in histograms:
+            family = HistogramMetricFamily(name, doc, labels=LABELS)
+            family.add_metric(labels, histogram.cumulative(), sum_value=histogram.total)
+            yield family
+        counters = (
+            ("ModelCacheHit", "Requests whose model was already in memory.", m.hits),
+            ("ModelCacheMiss", "Requests whose model was not in memory.", m.misses),
+            ("Invocations", "Requests to the invocation routes.", m.invocations),
+            ("Invocation4XXErrors", "Invocations answered with a 4xx status.", m.errors_4xx),
+            ("Invocation5XXErrors", "Invocations answered with a 5xx status.", m.errors_5xx),
+            ("ModelDiskCacheHit", "Loads served from the disk cache without a download.", m.disk_hits),
+            ("ModelLoads", "Models loaded into memory.", m.loads),
+        )
+        for name, doc, value in counters:
+            counter = CounterMetricFamily(name, doc, labels=LABELS)
+            counter.add_metric(labels, value)
+            yield counter
+        yield self._by("ModelEvictions", "Models removed from memory, by reason.", "Reason", m.evictions)
+        yield self._by("ModelLoadFailures", "Loads that failed, by error code.", "ErrorCode", m.failures)
+        if m.cache is not None:
+            yield from self._gauges(m.cache)
+
+    def _by(self, name: str, doc: str, label: str, values: dict[str, int]) -> Metric:
+        family = CounterMetricFamily(name, doc, labels=(*LABELS, label))
+        for key, value in values.items():
+            family.add_metric([*self._metrics.labels, key], value)
+        return family
+
+    def _gauges(self, cache: ModelCache) -> Iterable[Metric]:
+        values: dict[str, tuple[str, Any]] = {
             "LoadedModelCount": ("Models resident in memory.", len(cache.entries())),
             "LoadingModelCount": ("Models being downloaded or loaded.", len(cache.loading())),
             "MemoryUsedBytes": ("Measured bytes of resident models plus reservations.", cache.used + cache.reserved),
@@ -65,98 +247,6 @@ class _CacheCollector(Collector):
             "DiskModelCount": ("Artifacts in the disk cache.", len(cache.disk)),
         }
         for name, (doc, value) in values.items():
-            family = GaugeMetricFamily(name, doc, labels=_LABELS)
-            family.add_metric(self._labels, value)
+            family = GaugeMetricFamily(name, doc, labels=LABELS)
+            family.add_metric(list(self._metrics.labels), value)
             yield family
-
-
-class Metrics(CacheEvents):
-    """The endpoint's metrics; also the cache's event sink."""
-
-    def __init__(self, endpoint: str, variant: str, instance: str) -> None:
-        disable_created_metrics()  # type: ignore[no-untyped-call] # "_created" series only double the output
-        self.registry = CollectorRegistry(auto_describe=True)
-        labels = (endpoint, variant, instance)
-        self.cache: ModelCache | None = None
-
-        def histogram(name: str, doc: str) -> Histogram:
-            return Histogram(name, doc, _LABELS, buckets=_BUCKETS, registry=self.registry)
-
-        def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Counter:
-            return Counter(name, doc, _LABELS + extra, registry=self.registry)
-
-        self._wait = histogram(
-            "ModelLoadingWaitTime", "Seconds a request waited for its model to download and load."
-        ).labels(*labels)
-        self._download = histogram(
-            "ModelDownloadingTime", "Seconds to download and unpack an artifact from the store."
-        ).labels(*labels)
-        self._load = histogram("ModelLoadingTime", "Seconds to load a model into memory.").labels(*labels)
-        self._unload = histogram("ModelUnloadingTime", "Seconds to unload a model.").labels(*labels)
-        self.model_latency = histogram(
-            "ModelLatency", "Seconds the model took to answer (decode, predict, encode)."
-        ).labels(*labels)
-        self.overhead_latency = histogram("OverheadLatency", "Seconds of a request spent outside the model.").labels(
-            *labels
-        )
-        self._hits = counter("ModelCacheHit", "Requests whose model was already in memory.").labels(*labels)
-        self._misses = counter("ModelCacheMiss", "Requests whose model had to be loaded.").labels(*labels)
-        self.invocations = counter("Invocations", "Requests to the invocation routes.").labels(*labels)
-        self.errors_4xx = counter("Invocation4XXErrors", "Invocations answered with a 4xx status.").labels(*labels)
-        self.errors_5xx = counter("Invocation5XXErrors", "Invocations answered with a 5xx status.").labels(*labels)
-        self._disk_hits = counter("ModelDiskCacheHit", "Loads served from the disk cache without a download.").labels(
-            *labels
-        )
-        self._loads = counter("ModelLoads", "Models loaded into memory.").labels(*labels)
-        evictions = counter("ModelEvictions", "Models removed from memory, by reason.", ("Reason",))
-        self._evictions = {
-            reason: evictions.labels(*labels, reason)
-            for reason in ("capacity", "replaced", "cache_disabled", "unloaded", "invalidated", "shutdown")
-        }
-        failures = counter("ModelLoadFailures", "Loads that failed, by error code.", ("ErrorCode",))
-        self._failures = failures
-        self._labels = labels
-        self.registry.register(_CacheCollector(labels, lambda: self.cache))
-
-    def render(self) -> bytes:
-        """The Prometheus text exposition of every metric."""
-        return generate_latest(self.registry)
-
-    def count_status(self, status: int) -> None:
-        """Count one invocation and its error class."""
-        self.invocations.inc()
-        if status >= 500:
-            self.errors_5xx.inc()
-        elif status >= 400:
-            self.errors_4xx.inc()
-
-    def hit(self) -> None:
-        self._hits.inc()
-
-    def miss(self) -> None:
-        self._misses.inc()
-
-    def waited(self, seconds: float) -> None:
-        self._wait.observe(seconds)
-
-    def downloaded(self, seconds: float, *, from_disk: bool) -> None:
-        if from_disk:
-            self._disk_hits.inc()
-        else:
-            self._download.observe(seconds)
-
-    def loaded(self, seconds: float) -> None:
-        self._loads.inc()
-        self._load.observe(seconds)
-
-    def unloaded(self, seconds: float) -> None:
-        self._unload.observe(seconds)
-
-    def evicted(self, reason: str) -> None:
-        child = self._evictions.get(reason)
-        if child is not None:
-            child.inc()
-
-    def load_failed(self, error: BaseException) -> None:
-        code = getattr(error, "code", "InternalFailure")
-        self._failures.labels(*self._labels, code).inc()

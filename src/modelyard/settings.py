@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     """Target models loaded at start-up and never evicted."""
     log_level: str = "info"
     """Logging level."""
+    log_format: Literal["text", "json"] = "text"
+    """``text`` lines, or ``json`` lines (one object per line with model, version, timings, request id)."""
+    request_log_sample: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Fraction of requests logged on ``modelyard.requests`` (0 = none, the default; 1 = all)."""
 
     @classmethod
     def settings_customise_sources(

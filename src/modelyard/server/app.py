@@ -1,4 +1,4 @@
-"""The ASGI application: every route of SPEC §2 on one Starlette app."""
+"""The ASGI application: every route of SPEC §2, and the Open Inference Protocol, on one Starlette app."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from starlette.routing import Route
 from modelyard.endpoint import Endpoint
 from modelyard.errors import ModelyardError
 from modelyard.metrics import CONTENT_TYPE
-from modelyard.server import admin, container
+from modelyard.server import admin, container, v2
+from modelyard.server.dashboard import Series
+from modelyard.server.dashboard import routes as dashboard_routes
 from modelyard.server.responses import handle_error, handle_http_error, handle_unexpected
 from modelyard.server.runtime import InvocationsApp
 
@@ -34,12 +36,16 @@ def create_app(endpoint: Endpoint) -> InvocationsApp:
     Starlette app that serves everything else.
     """
 
+    series = Series(endpoint)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await endpoint.start()
+        series.start()
         try:
             yield
         finally:
+            await series.stop()
             await endpoint.close()
 
     routes = [
@@ -52,6 +58,11 @@ def create_app(endpoint: Endpoint) -> InvocationsApp:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/cache", admin.list_cache, methods=["GET"]),
         Route("/cache/{target:path}", admin.invalidate, methods=["DELETE"]),
+        Route("/stats", admin.stats_summary, methods=["GET"]),
+        Route("/stats/models", admin.stats_models, methods=["GET"]),
+        Route("/stats/models/{target:path}", admin.stats_model, methods=["GET"]),
+        *dashboard_routes(),
+        *v2.routes(),
     ]
     app = Starlette(
         routes=routes,
@@ -64,4 +75,5 @@ def create_app(endpoint: Endpoint) -> InvocationsApp:
     )
     app.state.endpoint = endpoint
     app.state.container_models = {}
+    app.state.series = series
     return InvocationsApp(app, endpoint)

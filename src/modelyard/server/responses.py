@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from modelyard.errors import ModelyardError
+from modelyard.logs import REQUEST_ID, new_request_id
 
 __all__ = ["error_response", "handle_error", "handle_http_error", "handle_unexpected", "request_id"]
 
@@ -27,8 +27,8 @@ _HTTP_CODES = {404: "UnknownOperationException", 405: "UnknownOperationException
 
 
 def request_id() -> str:
-    """A fresh request id, returned as ``x-amzn-RequestId``."""
-    return str(uuid.uuid4())
+    """The id of the request being served (see :mod:`modelyard.logs`), or a new one."""
+    return REQUEST_ID.get() or new_request_id()
 
 
 def error_response(code: str, status: int, message: str, extra: dict[str, object] | None = None) -> Response:

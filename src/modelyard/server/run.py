@@ -9,7 +9,9 @@ import time
 from types import TracebackType
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
+from modelyard import logs
 from modelyard.endpoint import Endpoint
 from modelyard.server.app import create_app
 from modelyard.settings import Settings
@@ -18,7 +20,7 @@ from modelyard.store import Store
 __all__ = ["BackgroundServer", "serve"]
 
 
-def _config(endpoint: Endpoint, settings: Settings) -> uvicorn.Config:
+def _config(endpoint: Endpoint, settings: Settings, *, uvicorn_logging: bool = True) -> uvicorn.Config:
     try:
         import uvloop  # noqa: F401
 
@@ -35,18 +37,20 @@ def _config(endpoint: Endpoint, settings: Settings) -> uvicorn.Config:
         log_level=settings.log_level.lower(),
         lifespan="on",
         timeout_graceful_shutdown=10,
+        # serve() configures logging itself, so uvicorn's lines come out in the same format
+        log_config=LOGGING_CONFIG if uvicorn_logging else None,
     )
 
 
 def serve(settings: Settings, store: Store | None = None) -> None:
     """Serve until interrupted."""
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger("modelyard").warning(
             "Serving on %s without authentication: anyone who reaches it can invoke models.", settings.host
         )
     endpoint = Endpoint(settings, store)
-    uvicorn.Server(_config(endpoint, settings)).run()
+    uvicorn.Server(_config(endpoint, settings, uvicorn_logging=False)).run()
 
 
 class BackgroundServer:

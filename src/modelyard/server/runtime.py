@@ -19,7 +19,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelyard.endpoint import Endpoint
 from modelyard.errors import EndpointNotFound, ModelyardError, PayloadTooLarge
-from modelyard.server.responses import error_response, request_id
+from modelyard.logs import REQUEST_ID, new_request_id
+from modelyard.server.responses import error_response
 
 __all__ = ["TARGET_HEADER", "InvocationsApp", "respond"]
 
@@ -50,7 +51,10 @@ async def _read_body(receive: Receive, declared: int | None, limit: int) -> byte
 async def respond(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send, target: str | None = None) -> None:
     """Answer one invocation; ``target`` overrides the target model header."""
     started = time.perf_counter()
-    metrics = endpoint.metrics
+    rid = new_request_id()
+    # Lines logged while serving (a load this request starts, a failure) carry the id. No
+    # reset needed: the ASGI server runs each request in its own task, with its own context.
+    REQUEST_ID.set(rid)
     content_type = accept = attributes = None
     declared: int | None = None
     for name, value in scope["headers"]:
@@ -71,28 +75,56 @@ async def respond(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send
             return
         prediction = await endpoint.invoke(target, body, content_type, accept, attributes)
     except ModelyardError as exc:
-        metrics.count_status(exc.status)
-        await error_response(exc.code, exc.status, exc.message, exc.extra())(scope, receive, send)
+        await _refuse(endpoint, scope, receive, send, rid, target, exc, started)
         return
-    except Exception:
-        metrics.count_status(500)
+    except Exception as exc:
         log.exception("internal failure invoking %r", target)
-        await error_response("InternalFailure", 500, "An internal error occurred; see the server log.")(
-            scope, receive, send
-        )
+        await _refuse(endpoint, scope, receive, send, rid, target, exc, started)
         return
     headers = [
         (b"content-type", prediction.content_type.encode("latin-1")),
         (b"content-length", str(len(prediction.body)).encode("latin-1")),
         (b"x-amzn-invoked-production-variant", endpoint.variant_header),
-        (b"x-amzn-requestid", request_id().encode("latin-1")),
+        (b"x-amzn-requestid", rid.encode("latin-1")),
         (b"x-modelyard-cache", b"hit" if prediction.cache_hit else b"miss"),
     ]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": prediction.body})
-    metrics.count_status(200)
-    metrics.model_latency.observe(prediction.model_seconds)
-    metrics.overhead_latency.observe(max(time.perf_counter() - started - prediction.model_seconds, 0.0))
+    seconds = time.perf_counter() - started
+    endpoint.metrics.invoked(target, prediction.model_seconds, seconds)
+    if endpoint.request_log.sample:
+        endpoint.request_log.write(
+            rid,
+            target,
+            200,
+            seconds,
+            model_seconds=prediction.model_seconds,
+            request_bytes=len(body),
+            response_bytes=len(prediction.body),
+        )
+
+
+async def _refuse(
+    endpoint: Endpoint,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    rid: str,
+    target: str | None,
+    exc: Exception,
+    started: float,
+) -> None:
+    """Answer with the error's AWS shape, under the request's id, and count it."""
+    if isinstance(exc, ModelyardError):
+        code, status, message, extra = exc.code, exc.status, exc.message, exc.extra()
+    else:
+        code, status, message, extra = "InternalFailure", 500, "An internal error occurred; see the server log.", {}
+    endpoint.metrics.refused(target, status, code, message, rid)
+    response = error_response(code, status, message, extra)
+    response.headers["x-amzn-RequestId"] = rid
+    await response(scope, receive, send)
+    if endpoint.request_log.sample:
+        endpoint.request_log.write(rid, target, status, time.perf_counter() - started, code=code)
 
 
 class InvocationsApp:
