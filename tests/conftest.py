@@ -62,6 +62,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., BackgroundServer]]:
 
     def start(store: str | Path, *, backend: Store | None = None, **options: Any) -> BackgroundServer:
         options.setdefault("disk_cache", tmp_path / f"disk-cache-{len(servers)}")
+        options.setdefault("data_dir", tmp_path / f"data-{len(servers)}")
         settings = Settings.load(store=str(store), host="127.0.0.1", port=0, log_level="warning", **options)
         server = BackgroundServer(settings, backend)
         server.__enter__()

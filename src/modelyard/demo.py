@@ -169,7 +169,12 @@ def run_demo(
     echo(f"Stored them under {store_url}")
 
     settings = Settings.load(
-        store=store_url, port=0, disk_cache=workspace / "cache", log_level="warning", endpoint_name="house-prices"
+        store=store_url,
+        port=0,
+        disk_cache=workspace / "cache",
+        data_dir=workspace / "data",
+        log_level="warning",
+        endpoint_name="house-prices",
     )
     lines: list[str] = []
     with BackgroundServer(settings) as server:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from modelyard.artifacts import DiskCache, validate_target
 from modelyard.cache import ModelCache
-from modelyard.errors import ModelError, ModelyardError, ServiceUnavailable
+from modelyard.errors import ModelError, ModelyardError, ServiceUnavailable, ValidationError
 from modelyard.handlers import Loader, Model
 from modelyard.logs import RequestLog
-from modelyard.metrics import Metrics
+from modelyard.metrics import Metrics, MetricsHub
 from modelyard.policy import POLICIES
 from modelyard.settings import Settings
 from modelyard.store import Store, open_store
@@ -46,13 +46,22 @@ def _run(model: Model, body: bytes, content_type: str, accept: str, attributes: 
 class Endpoint:
     """A multi-model endpoint over one store (see module doc)."""
 
-    def __init__(self, settings: Settings, store: Store | None = None, *, cache: ModelCache | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        cache: ModelCache | None = None,
+        hub: MetricsHub | None = None,
+    ) -> None:
+        if store is None and settings.store is None:
+            raise ValidationError("An endpoint needs a store: a folder or a URL such as s3://bucket/prefix/.")
         self.settings = settings
         self.name = settings.endpoint_name
         self.variant = settings.variant_name
         self.variant_header = settings.variant_name.encode("latin-1")
         self.metrics = Metrics(settings.endpoint_name, settings.variant_name, settings.instance_id)
-        self.store = store if store is not None else open_store(settings.store, settings.store_options)
+        self.store = store if store is not None else open_store(str(settings.store), settings.store_options)
         self.cache = (
             cache
             if cache is not None
@@ -74,6 +83,9 @@ class Endpoint:
         self.inflight = 0
         self.closing = False
         self._inline_payload = int(settings.inline_payload)
+        self._hub = hub
+        if hub is not None:
+            hub.add(self.metrics)
 
     async def start(self) -> None:
         """Import the frameworks, then load the preloaded and pinned models."""
@@ -86,6 +98,16 @@ class Endpoint:
         """Refuse new requests and unload every model."""
         self.closing = True
         await self.cache.close()
+        if self._hub is not None:
+            self._hub.remove(self.metrics)
+
+    async def drain(self, timeout: float = 60.0) -> None:
+        """Refuse new requests, let those in flight finish (up to ``timeout``), then close."""
+        self.closing = True
+        deadline = time.monotonic() + timeout
+        while self.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await self.close()
 
     async def invoke(
         self,

@@ -21,20 +21,28 @@ boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a
     ├── ServiceUnavailable               ServiceUnavailable    503
     │   ├── CacheFull                    (every resident model is pinned or in use)
     │   └── StoreError                   (the store is unreachable or refuses us)
-    └── container API only:
-        ├── ModelAlreadyLoaded           409
-        ├── ModelNotLoaded               404
-        └── InsufficientMemory           507
+    ├── container API only:
+    │   ├── ModelAlreadyLoaded           409
+    │   ├── ModelNotLoaded               404
+    │   └── InsufficientMemory           507
+    └── control plane and authentication:
+        ├── ControlValidation            ValidationException   400
+        ├── UnrecognizedClient           UnrecognizedClientException 403
+        ├── InvalidSignature             InvalidSignatureException 403
+        └── AccessDenied                 AccessDeniedException 403
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AccessDenied",
     "ArtifactInvalid",
     "ArtifactNotFound",
     "CacheFull",
+    "ControlValidation",
     "EndpointNotFound",
     "InsufficientMemory",
+    "InvalidSignature",
     "InvalidTargetModel",
     "ModelAlreadyLoaded",
     "ModelError",
@@ -45,6 +53,7 @@ __all__ = [
     "PayloadTooLarge",
     "ServiceUnavailable",
     "StoreError",
+    "UnrecognizedClient",
     "UnsupportedContentType",
     "ValidationError",
 ]
@@ -158,3 +167,34 @@ class InsufficientMemory(ModelyardError):
 
     code = "InsufficientMemory"
     status = 507
+
+
+class ControlValidation(ModelyardError):
+    """Control plane: the request is invalid or names a resource that does not exist."""
+
+    code = "ValidationException"
+    status = 400
+
+    def extra(self) -> dict[str, object]:
+        return {"Message": self.message}  # the control plane's own spelling
+
+
+class UnrecognizedClient(ModelyardError):
+    """The access key is not known to this server."""
+
+    code = "UnrecognizedClientException"
+    status = 403
+
+
+class InvalidSignature(ModelyardError):
+    """The SigV4 signature is missing, wrong or expired."""
+
+    code = "InvalidSignatureException"
+    status = 403
+
+
+class AccessDenied(ModelyardError):
+    """The access key may not do this (endpoint or target model outside its policy)."""
+
+    code = "AccessDeniedException"
+    status = 403

@@ -31,7 +31,7 @@ from modelyard.stats import ModelStats
 if TYPE_CHECKING:
     from modelyard.cache import Entry, ModelCache
 
-__all__ = ["BUCKETS", "CONTENT_TYPE", "EVICTION_REASONS", "Histogram", "Metrics"]
+__all__ = ["BUCKETS", "CONTENT_TYPE", "EVICTION_REASONS", "Histogram", "Metrics", "MetricsHub"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABELS = ("EndpointName", "VariantName", "Instance")
@@ -189,6 +189,48 @@ class Metrics(CacheEvents):
         code = error.code if isinstance(error, ModelyardError) else "InternalFailure"
         exists = not isinstance(error, ArtifactNotFound | InvalidTargetModel)
         self.models.failed(target, code, str(error), exists=exists)
+
+
+class MetricsHub:
+    """Every endpoint instance of the process in one exposition (``/metrics``).
+
+    Instances come and go with the control plane; their series share families and
+    differ by the ``EndpointName``, ``VariantName`` and ``Instance`` labels.
+    """
+
+    def __init__(self) -> None:
+        self.members: list[Metrics] = []
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_HubCollector(self))
+        ProcessCollector(registry=self.registry)
+
+    def add(self, metrics: Metrics) -> None:
+        """Expose ``metrics``."""
+        self.members.append(metrics)
+
+    def remove(self, metrics: Metrics) -> None:
+        """Stop exposing ``metrics`` (a deleted endpoint)."""
+        if metrics in self.members:
+            self.members.remove(metrics)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every member."""
+        return generate_latest(self.registry)
+
+
+class _HubCollector(Collector):
+    def __init__(self, hub: MetricsHub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterable[Metric]:
+        merged: dict[str, Metric] = {}
+        for member in list(self._hub.members):
+            for family in _Collector(member).collect():
+                if family.name in merged:
+                    merged[family.name].samples.extend(family.samples)
+                else:
+                    merged[family.name] = family
+        yield from merged.values()
 
 
 class _Collector(Collector):

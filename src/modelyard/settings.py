@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ByteSize, Field
+from pydantic import BaseModel, ByteSize, ConfigDict, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,9 +20,47 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Settings"]
+__all__ = ["AccessKeySpec", "EndpointSpec", "Settings"]
 
 _config_file: ContextVar[Path | None] = ContextVar("modelyard_config_file", default=None)
+
+
+class AccessKeySpec(BaseModel):
+    """An access key in settings (``[[access_keys]]`` in the config file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    """The access key id (``aws_access_key_id``)."""
+    secret: str
+    """The secret access key."""
+    endpoints: list[str] | None = None
+    """Endpoint name patterns (globs) the key may invoke; None: all."""
+    target_prefixes: list[str] | None = None
+    """Target models must start with one of these (SageMaker's ``sagemaker:TargetModel``); None: all."""
+    control: bool = True
+    """Whether the key may call the control plane."""
+
+
+class EndpointSpec(BaseModel):
+    """An endpoint declared in the config file (``[[endpoints]]``): model, config and endpoint in one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    """The endpoint's name; its model and config are named after it."""
+    model_data_url: str
+    """The store prefix (``ModelDataUrl``)."""
+    image: str = "auto"
+    """The handler (``Image``)."""
+    instance_type: str = "ml.m5.large"
+    """``InstanceType`` of the single variant."""
+    instance_count: int = Field(default=1, ge=1, le=64)
+    """``InitialInstanceCount``."""
+    model_cache: Literal["Enabled", "Disabled"] = "Enabled"
+    """``MultiModelConfig.ModelCacheSetting``."""
+    environment: dict[str, str] = Field(default_factory=dict)
+    """Container ``Environment``."""
 
 
 class Settings(BaseSettings):
@@ -30,8 +68,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MODELYARD_", extra="forbid", validate_default=True)
 
-    store: str = "./models"
-    """Where artifacts live: a folder, ``file://``, ``s3://bucket/prefix/``, ``gs://``, ``az://`` or ``memory://name``."""
+    store: str | None = None
+    """Where the default endpoint's artifacts live: a folder, ``file://``, ``s3://bucket/prefix/``, ``gs://``,
+    ``az://`` or ``memory://name``. None serves only the endpoints created through the control plane."""
     store_options: dict[str, str] = Field(default_factory=dict)
     """Backend options, e.g. ``endpoint``, ``region``, ``access_key_id`` for S3 (AWS_* variables also work)."""
     endpoint_name: str = "modelyard"
@@ -76,6 +115,21 @@ class Settings(BaseSettings):
     """Target models loaded at start-up."""
     pin: list[str] = Field(default_factory=list)
     """Target models loaded at start-up and never evicted."""
+    data_dir: Path | None = None
+    """Folder for the control plane's state (SQLite) and its endpoints' disk caches;
+    default ``~/.local/share/modelyard``."""
+    control: bool = True
+    """Serve the SageMaker control plane (``POST /`` with ``X-Amz-Target: SageMaker.*``)."""
+    region: str = "us-east-1"
+    """Region in ARNs and in the SigV4 credential scope."""
+    access_keys: list[AccessKeySpec] = Field(default_factory=list)
+    """Keys whose SigV4 signatures are accepted; none means no authentication (loopback only)."""
+    instance_types: Path | None = None
+    """A JSON table of extra or overriding instance types (the shape of ``data/instances.json``)."""
+    instance_memory_fraction: float = Field(default=0.75, gt=0.0, le=1.0)
+    """Share of an instance type's memory given to its model budget."""
+    endpoints: list[EndpointSpec] = Field(default_factory=list)
+    """Endpoints declared at start-up (created unless they exist), same fields as the API."""
     log_level: str = "info"
     """Logging level."""
     log_format: Literal["text", "json"] = "text"
@@ -106,3 +160,7 @@ class Settings(BaseSettings):
     def disk_cache_dir(self) -> Path:
         """The disk cache folder, defaulting under the user's cache directory."""
         return self.disk_cache or Path.home() / ".cache" / "modelyard" / self.endpoint_name
+
+    def data_folder(self) -> Path:
+        """The control plane's data folder."""
+        return self.data_dir or Path.home() / ".local" / "share" / "modelyard"

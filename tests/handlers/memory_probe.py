@@ -49,7 +49,7 @@ def write(root: Path, framework: str, seed: int) -> Path:
 
 
 def main() -> None:
-    framework, count, root = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    count, root = int(sys.argv[2]), Path(sys.argv[3])  # argv[1] names the framework, for ps
     # the model is written beforehand by the caller: training here would leave freed
     # heap behind that the loads reuse, and the resident set would not grow by them
     loader = Loader(trusted=True)

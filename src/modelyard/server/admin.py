@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from modelyard.artifacts import validate_target
 from modelyard.endpoint import Endpoint
 from modelyard.errors import ModelNotLoaded, ValidationError
+from modelyard.server.context import primary_endpoint
 from modelyard.stats import SORT_KEYS, STATES, percentiles
 
 __all__ = ["invalidate", "list_cache", "stats_model", "stats_models", "stats_summary", "summary"]
@@ -29,14 +30,9 @@ __all__ = ["invalidate", "list_cache", "stats_model", "stats_models", "stats_sum
 MAX_LIMIT = 1000
 
 
-def _endpoint(request: Request) -> Endpoint:
-    endpoint: Endpoint = request.app.state.endpoint
-    return endpoint
-
-
 async def list_cache(request: Request) -> Response:
     """Resident models (largest first) and the targets loading now."""
-    cache = _endpoint(request).cache
+    cache = primary_endpoint(request).cache
     models = [
         {
             "target": e.target,
@@ -65,7 +61,7 @@ async def list_cache(request: Request) -> Response:
 async def invalidate(request: Request) -> Response:
     """Forget a target in memory and on disk."""
     target = validate_target(request.path_params["target"])
-    _endpoint(request).cache.invalidate(target)
+    primary_endpoint(request).cache.invalidate(target)
     return JSONResponse({"status": f"{target} invalidated."})
 
 
@@ -110,7 +106,7 @@ def summary(endpoint: Endpoint) -> dict[str, Any]:
 
 async def stats_summary(request: Request) -> Response:
     """``GET /stats``: see :func:`summary`."""
-    return JSONResponse(summary(_endpoint(request)))
+    return JSONResponse(summary(primary_endpoint(request)))
 
 
 def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -146,7 +142,7 @@ async def stats_models(request: Request) -> Response:
     search = params.get("q", "")[:1024]
     offset = _int(request, "offset", 0, 0, 2**62)
     limit = _int(request, "limit", 100, 0, MAX_LIMIT)
-    endpoint = _endpoint(request)
+    endpoint = primary_endpoint(request)
     total, models = endpoint.metrics.models.query(
         endpoint.cache,
         sort=sort,
@@ -163,7 +159,7 @@ async def stats_models(request: Request) -> Response:
 
 async def stats_model(request: Request) -> Response:
     """``GET /stats/models/{target}``: one model's statistics (404 when it is not tracked)."""
-    endpoint = _endpoint(request)
+    endpoint = primary_endpoint(request)
     target = request.path_params["target"]
     found = endpoint.metrics.models.model(target, endpoint.cache)
     if found is None:

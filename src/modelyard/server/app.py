@@ -1,4 +1,5 @@
-"""The ASGI application: every route of SPEC §2, and the Open Inference Protocol, on one Starlette app."""
+"""The ASGI application: SageMaker's runtime, container and control APIs, and the Open
+Inference Protocol, on one Starlette app."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
 from modelyard.errors import ModelyardError
-from modelyard.metrics import CONTENT_TYPE
+from modelyard.metrics import CONTENT_TYPE, MetricsHub
 from modelyard.server import admin, container, v2
+from modelyard.server.control import control_api
 from modelyard.server.dashboard import Series
 from modelyard.server.dashboard import routes as dashboard_routes
 from modelyard.server.responses import handle_error, handle_http_error, handle_unexpected
@@ -24,31 +27,49 @@ __all__ = ["create_app"]
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition of the endpoint's metrics."""
-    endpoint: Endpoint = request.app.state.endpoint
-    return Response(endpoint.metrics.render(), media_type=CONTENT_TYPE)
+    """Prometheus exposition of every endpoint instance's metrics."""
+    hub: MetricsHub = request.app.state.hub
+    return Response(hub.render(), media_type=CONTENT_TYPE)
 
 
-def create_app(endpoint: Endpoint) -> InvocationsApp:
-    """The server for ``endpoint``; its lifespan preloads models and unloads them at exit.
+def create_app(
+    endpoint: Endpoint | None,
+    control: ControlService | None = None,
+    hub: MetricsHub | None = None,
+) -> InvocationsApp:
+    """The server for the default ``endpoint`` and the ``control`` plane's endpoints.
 
-    The invocation routes are answered by :class:`InvocationsApp` in front of the
-    Starlette app that serves everything else.
+    Its lifespan preloads the default endpoint's models, brings the control plane's
+    endpoints back, and unloads everything at exit. The invocation routes are
+    answered by :class:`InvocationsApp` in front of the Starlette app that serves
+    everything else.
     """
-
-    series = Series(endpoint)
+    if hub is None:
+        hub = MetricsHub()
+    if endpoint is not None and endpoint.metrics not in hub.members:
+        hub.add(endpoint.metrics)
+    series = Series(endpoint) if endpoint is not None else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await endpoint.start()
-        series.start()
+        if endpoint is not None:
+            await endpoint.start()
+        if series is not None:
+            series.start()
+        if control is not None:
+            await control.start()
         try:
             yield
         finally:
-            await series.stop()
-            await endpoint.close()
+            if control is not None:
+                await control.close()
+            if series is not None:
+                await series.stop()
+            if endpoint is not None:
+                await endpoint.close()
 
     routes = [
+        Route("/", control_api, methods=["POST"]),
         Route("/ping", container.ping, methods=["GET"]),
         Route("/models", container.load_model, methods=["POST"]),
         Route("/models", container.list_models, methods=["GET"]),
@@ -74,6 +95,8 @@ def create_app(endpoint: Endpoint) -> InvocationsApp:
         },
     )
     app.state.endpoint = endpoint
+    app.state.control = control
+    app.state.hub = hub
     app.state.container_models = {}
     app.state.series = series
-    return InvocationsApp(app, endpoint)
+    return InvocationsApp(app, endpoint, control)

@@ -27,15 +27,11 @@ from modelyard.errors import (
     ServiceUnavailable,
     ValidationError,
 )
+from modelyard.server.context import primary_endpoint
 from modelyard.server.responses import error_response
 from modelyard.server.runtime import respond
 
 __all__ = ["delete_model", "describe_model", "invoke_model", "list_models", "load_model", "ping"]
-
-
-def _endpoint(request: Request) -> Endpoint:
-    endpoint: Endpoint = request.app.state.endpoint
-    return endpoint
 
 
 def _names(request: Request) -> dict[str, str]:
@@ -56,14 +52,15 @@ def _describe(endpoint: Endpoint, name: str, target: str) -> dict[str, object]:
 
 async def ping(request: Request) -> Response:
     """Health check: 200 while serving, 503 while shutting down."""
-    if _endpoint(request).closing:
+    endpoint = request.app.state.endpoint
+    if endpoint is not None and endpoint.closing:
         raise ServiceUnavailable("The endpoint is shutting down.")
     return Response(b"", media_type="application/json")
 
 
 async def load_model(request: Request) -> Response:
     """``POST /models``: load and pin a model under a name."""
-    endpoint = _endpoint(request)
+    endpoint = primary_endpoint(request)
     try:
         doc = json.loads(await request.body())
         name, url = str(doc["model_name"]), str(doc.get("url") or doc["model_name"])
@@ -83,7 +80,7 @@ async def load_model(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     """``GET /models``: models loaded by name, then every other resident model."""
-    endpoint = _endpoint(request)
+    endpoint = primary_endpoint(request)
     named = _names(request)
     models = [_describe(endpoint, n, t) for n, t in named.items()]
     pinned = set(named.values())
@@ -102,14 +99,14 @@ def _target(request: Request) -> str:
 async def describe_model(request: Request) -> Response:
     """``GET /models/{name}``."""
     target = _target(request)
-    return JSONResponse([_describe(_endpoint(request), request.path_params["name"], target)])
+    return JSONResponse([_describe(primary_endpoint(request), request.path_params["name"], target)])
 
 
 async def delete_model(request: Request) -> Response:
     """``DELETE /models/{name}``: unpin and unload."""
     target = _target(request)
     del _names(request)[request.path_params["name"]]
-    endpoint = _endpoint(request)
+    endpoint = primary_endpoint(request)
     if target not in _names(request).values():
         endpoint.cache.unpin(target)
         endpoint.cache.unload(target)
@@ -126,7 +123,7 @@ class _InvokeModel:
         except ModelNotLoaded as exc:
             await error_response(exc.code, exc.status, exc.message)(scope, receive, send)
             return
-        await respond(_endpoint(request), scope, receive, send, target)
+        await respond(primary_endpoint(request), scope, receive, send, target)
 
 
 invoke_model = _InvokeModel()

@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from modelyard.endpoint import Endpoint
+from modelyard.server.context import no_default_endpoint
 from modelyard.stats import percentiles
 
 __all__ = ["FIELDS", "STATIC", "Series", "routes"]
@@ -150,7 +151,9 @@ async def page(request: Request) -> Response:
 async def series(request: Request) -> Response:
     """``GET /stats/series?since=<seq>``: the samples the viewer has not seen yet."""
     raw = request.query_params.get("since", "0")
-    the_series: Series = request.app.state.series
+    the_series: Series | None = request.app.state.series
+    if the_series is None:
+        raise no_default_endpoint()
     return JSONResponse(the_series.since(int(raw) if raw.isdigit() else 0))
 
 

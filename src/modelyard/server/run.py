@@ -12,15 +12,31 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from modelyard import logs
+from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
+from modelyard.errors import ValidationError
+from modelyard.metrics import MetricsHub
 from modelyard.server.app import create_app
+from modelyard.server.runtime import InvocationsApp
 from modelyard.settings import Settings
 from modelyard.store import Store
 
 __all__ = ["BackgroundServer", "serve"]
 
 
-def _config(endpoint: Endpoint, settings: Settings, *, uvicorn_logging: bool = True) -> uvicorn.Config:
+def build(
+    settings: Settings, store: Store | None = None
+) -> tuple[InvocationsApp, Endpoint | None, ControlService | None]:
+    """The app with its default endpoint (when there is a store) and its control plane (unless turned off)."""
+    hub = MetricsHub()
+    endpoint = Endpoint(settings, store, hub=hub) if store is not None or settings.store is not None else None
+    control = ControlService(settings, hub) if settings.control else None
+    if endpoint is None and control is None:
+        raise ValidationError("Nothing to serve: give a store, or leave the control plane on.")
+    return create_app(endpoint, control, hub), endpoint, control
+
+
+def _config(app: InvocationsApp, settings: Settings, *, uvicorn_logging: bool = True) -> uvicorn.Config:
     try:
         import uvloop  # noqa: F401
 
@@ -28,7 +44,7 @@ def _config(endpoint: Endpoint, settings: Settings, *, uvicorn_logging: bool = T
     except ImportError:
         loop = "asyncio"
     return uvicorn.Config(
-        create_app(endpoint),
+        app,
         host=settings.host,
         port=settings.port,
         loop=loop,
@@ -45,12 +61,14 @@ def _config(endpoint: Endpoint, settings: Settings, *, uvicorn_logging: bool = T
 def serve(settings: Settings, store: Store | None = None) -> None:
     """Serve until interrupted."""
     logs.configure(settings.log_level, settings.log_format)
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.access_keys:
         logging.getLogger("modelyard").warning(
-            "Serving on %s without authentication: anyone who reaches it can invoke models.", settings.host
+            "Serving on %s without access keys: anyone who reaches it can invoke models and create endpoints. "
+            "Configure access_keys to require SigV4 signatures.",
+            settings.host,
         )
-    endpoint = Endpoint(settings, store)
-    uvicorn.Server(_config(endpoint, settings, uvicorn_logging=False)).run()
+    app, _, _ = build(settings, store)
+    uvicorn.Server(_config(app, settings, uvicorn_logging=False)).run()
 
 
 class BackgroundServer:
@@ -60,13 +78,15 @@ class BackgroundServer:
     """
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
-        self.endpoint = Endpoint(settings, store)
+        app, endpoint, control = build(settings, store)
+        self.endpoint = endpoint
+        self.control = control
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((settings.host, settings.port))
         self.port = self._socket.getsockname()[1]
         self.url = f"http://{settings.host}:{self.port}"
-        self._server = uvicorn.Server(_config(self.endpoint, settings))
+        self._server = uvicorn.Server(_config(app, settings))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
     def __enter__(self) -> BackgroundServer:

@@ -46,6 +46,7 @@ from modelyard.errors import (
 from modelyard.handlers import Model, TensorSpec
 from modelyard.logs import REQUEST_ID, new_request_id
 from modelyard.server import tensors
+from modelyard.server.context import primary_endpoint
 from modelyard.server.responses import request_id
 
 __all__ = ["routes"]
@@ -53,11 +54,6 @@ __all__ = ["routes"]
 log = logging.getLogger("modelyard.server")
 
 RouteHandler = Callable[[Request], Awaitable[Response]]
-
-
-def _endpoint(request: Request) -> Endpoint:
-    endpoint: Endpoint = request.app.state.endpoint
-    return endpoint
 
 
 def _error(message: str, status: int) -> Response:
@@ -141,7 +137,7 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     """``GET /v2/health/ready``: serving (503 while shutting down)."""
-    if _endpoint(request).closing:
+    if primary_endpoint(request).closing:
         raise ServiceUnavailable("The endpoint is shutting down.")
     return JSONResponse({"ready": True})
 
@@ -149,7 +145,7 @@ async def ready(request: Request) -> Response:
 async def model_ready(request: Request) -> Response:
     """``GET /v2/models/{name}/ready``: 200 when the model is in memory, 400 otherwise."""
     target = _target(request)
-    if _endpoint(request).cache.get(target) is None:
+    if primary_endpoint(request).cache.get(target) is None:
         return _error(f"Model '{target}' is not loaded.", 400)
     return JSONResponse({"name": target, "ready": True})
 
@@ -157,7 +153,7 @@ async def model_ready(request: Request) -> Response:
 async def model_metadata(request: Request) -> Response:
     """``GET /v2/models/{name}``: inputs and outputs, loading the model if needed."""
     target = _target(request)
-    async with _endpoint(request).cache.use(target) as entry:
+    async with primary_endpoint(request).cache.use(target) as entry:
         inputs, outputs = entry.model.signature()
         return JSONResponse(
             {
@@ -174,7 +170,7 @@ async def infer(request: Request) -> Response:
     """``POST /v2/models/{name}/infer``: counted and timed like an invocation."""
     started = time.perf_counter()
     REQUEST_ID.set(new_request_id())  # the same id in the response, the logs and the error records
-    endpoint = _endpoint(request)
+    endpoint = primary_endpoint(request)
     target = request.path_params["name"]
     try:
         response, model_seconds = await _run(request, endpoint)
@@ -224,7 +220,7 @@ async def repository_index(request: Request) -> Response:
     """``POST /v2/repository/index``: resident models (READY) and loads under way (LOADING)."""
     doc = tensors.json_part(await _body(request, 65536), "index request")
     only_ready = isinstance(doc, dict) and bool(doc.get("ready", False))
-    cache = _endpoint(request).cache
+    cache = primary_endpoint(request).cache
     models: list[dict[str, Any]] = [
         {"name": e.target, "version": e.version, "state": "READY", "reason": ""}
         for e in sorted(cache.entries(), key=lambda e: e.target)
@@ -236,14 +232,14 @@ async def repository_index(request: Request) -> Response:
 
 async def load(request: Request) -> Response:
     """``POST /v2/repository/models/{name}/load``: load and pin until ``unload``."""
-    await _endpoint(request).cache.pin(_target(request))
+    await primary_endpoint(request).cache.pin(_target(request))
     return JSONResponse({})
 
 
 async def unload(request: Request) -> Response:
     """``POST /v2/repository/models/{name}/unload``: unpin and unload (404 when not loaded)."""
     target = _target(request)
-    cache = _endpoint(request).cache
+    cache = primary_endpoint(request).cache
     if cache.get(target) is None:
         raise ModelNotLoaded(f"Model '{target}' is not loaded.")
     cache.unpin(target)

@@ -1,0 +1,1 @@
+"""The SageMaker control plane: models, endpoint configs and endpoints, persisted."""
