@@ -68,6 +68,12 @@ def main() -> None:
     type=click.FloatRange(0.0, 1.0),
     help="Fraction of requests logged on modelyard.requests.  [default: 0]",
 )
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Control-plane state and its endpoints' caches.  [default: ~/.local/share/modelyard]",
+)
+@click.option("--control/--no-control", default=None, help="Serve the SageMaker control plane.  [default: on]")
 def serve(
     store: str | None,
     config: Path | None,
@@ -77,6 +83,9 @@ def serve(
     **options: Any,
 ) -> None:
     """Serve the models under STORE (a folder, file://, s3://bucket/prefix/, memory://).
+
+    Without STORE only the control plane runs: create endpoints with boto3's
+    `sagemaker` client or `modelyard endpoint create`.
 
     \b
     Invoke with boto3:
@@ -127,9 +136,11 @@ def demo(models: int, requests: int, workspace: Path, store_url: str | None) -> 
 
 def _register() -> None:
     from modelyard.cli_bench import bench_command
+    from modelyard.cli_endpoint import endpoint_group
     from modelyard.cli_plan import plan_command
 
     main.add_command(bench_command)
+    main.add_command(endpoint_group)
     main.add_command(plan_command)
 
 

@@ -130,15 +130,18 @@ class Registry:
         return list(self._deployments.values())
 
 
-async def _check_store(url: str, store: Store) -> None:
+async def _open_existing_store(url: str, options: dict[str, str]) -> Store:
+    """The store at ``url``, which must exist and be readable (a folder is not created)."""
     if "://" not in url or url.startswith("file://"):
         path = Path(unquote(urlsplit(url).path) if url.startswith("file://") else url).expanduser()
         if not path.is_dir():
             raise ValidationError(f"ModelDataUrl {url} is not a folder on this host.")
+    store = open_store(url, options)
     try:
         await store.list()
     except ModelyardError as exc:
         raise ValidationError(f"Could not read ModelDataUrl {url}: {exc.message}") from exc
+    return store
 
 
 class EndpointDeployer:
@@ -199,8 +202,7 @@ class EndpointDeployer:
             for spec in config["ProductionVariants"]:
                 model = models[spec["ModelName"]]
                 url = model["PrimaryContainer"]["ModelDataUrl"]
-                store = open_store(url, dict(self.base.store_options))
-                await _check_store(url, store)
+                store = await _open_existing_store(url, dict(self.base.store_options))
                 variant = Variant(spec["VariantName"], float(spec["InitialVariantWeight"]), spec["InstanceType"], [])
                 variants.append(variant)
                 for index in range(int(spec["InitialInstanceCount"])):
