@@ -121,6 +121,88 @@ def rss_bytes(pid: int) -> int:
     return int(match.group(1)) * 1024 if match else 0
 
 
+def _cpu_times() -> dict[str, tuple[int, int]]:
+    """Per-core (busy, total) jiffies from /proc/stat.
+
+    Busy is user + nice + system only: irq and softirq time (the loopback TCP stack working for our own
+    requests) is charged to no process, so counting it would blame our own traffic on "other work".
+    """
+    times: dict[str, tuple[int, int]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *fields = line.split()
+            values = [int(v) for v in fields[:8]]
+            times[name] = (values[0] + values[1] + values[2], sum(values))
+    return times
+
+
+def core_busy(seconds: float = 2.0) -> dict[str, float]:
+    """Busy fraction of each core over ``seconds`` while this suite does nothing: other work on the machine."""
+    before = _cpu_times()
+    time.sleep(seconds)
+    after = _cpu_times()
+    busy: dict[str, float] = {}
+    for name, (b1, t1) in after.items():
+        b0, t0 = before.get(name, (b1, t1))
+        busy[name] = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+    return busy
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _busy_seconds() -> float:
+    return sum(busy for busy, _ in _cpu_times().values()) / _TICK
+
+
+def _pid_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime, all threads
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system  # this process + children it reaped
+
+
+class OtherWork:
+    """CPU used by processes that are not ours (this process, its reaped children, ``pids``) over a block.
+
+    ``cores`` is in CPU-seconds per second: 0.5 means another workload took half a core meanwhile.
+    """
+
+    def __init__(self, pids: Sequence[int] = ()) -> None:
+        self.pids = list(pids)
+        self.cores = 0.0
+
+    def _ours(self) -> float:
+        return _own_cpu_seconds() + sum(_pid_cpu_seconds(pid) for pid in self.pids)
+
+    def __enter__(self) -> OtherWork:
+        self._t0 = time.monotonic()
+        self._busy0 = _busy_seconds()
+        self._ours0 = self._ours()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        elapsed = time.monotonic() - self._t0
+        other = (_busy_seconds() - self._busy0) - (self._ours() - self._ours0)
+        self.cores = max(other, 0.0) / elapsed if elapsed > 0 else 0.0
+
+
+def wait_for_quiet(limit: float = 0.10, max_wait: float = 120.0) -> dict[str, object]:
+    """Wait (bounded) until no core is more than ``limit`` busy with other work; returns what was seen."""
+    started = time.monotonic()
+    busy = core_busy()
+    while max(busy.values(), default=0.0) > limit and time.monotonic() - started < max_wait:
+        log(f"other work on the machine: {', '.join(f'{k} {v:.0%}' for k, v in busy.items())}; waiting")
+        busy = core_busy()
+    return {"busy": busy, "waited_s": round(time.monotonic() - started, 1), "quiet": max(busy.values()) <= limit}
+
+
 # -- a minimal keep-alive HTTP/1.1 client ----------------------------------------
 
 
@@ -416,7 +498,12 @@ def run_wrk(
         str(BENCH / "post.lua"),
         f"http://{HOST}:{port}",
     ]
-    env = {**os.environ, "BENCH_TARGETS_FILE": str(targets_file), "BENCH_ENDPOINT": ENDPOINT, "BENCH_BODY": BODY.decode()}
+    env = {
+        **os.environ,
+        "BENCH_TARGETS_FILE": str(targets_file),
+        "BENCH_ENDPOINT": ENDPOINT,
+        "BENCH_BODY": BODY.decode(),
+    }
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=seconds + 60, check=False)
     out = done.stdout + done.stderr
     (OUT / "logs").mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ import json
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,39 +22,68 @@ _LINE_NO = re.compile(r":\d+\)$")
 MAIN_THREAD = "Server.run (uvicorn/server.py"
 
 
+def _func(frame: str) -> str:
+    return frame.split(" (", 1)[0]
+
+
+def _in(path: str, *names: str) -> Callable[[str], bool]:
+    """Frames of a function whose name contains one of ``names`` (any name when empty) in ``path``."""
+
+    def match(frame: str) -> bool:
+        return f"({path}" in frame and (not names or any(n in _func(frame) for n in names))
+
+    return match
+
+
+def _any(*needles: str) -> Callable[[str], bool]:
+    return lambda frame: any(n in frame for n in needles)
+
+
 @dataclass(frozen=True)
 class Bucket:
     key: str
     label: str
-    patterns: tuple[str, ...]
+    match: Callable[[str], bool]
 
 
-# (what the share means, frames that mark it); nested buckets are listed after their parent
+# (what the share means, which frames mark it); indented labels are inside the bucket above.
+# Matching is by file and function name so that it follows refactors of the request path.
 BUCKETS: tuple[Bucket, ...] = (
-    Bucket("asgi", "ASGI app (Starlette + modelyard)", ("RequestResponseCycle.run_asgi (uvicorn/",)),
-    Bucket("route", "modelyard route handler (runtime.invocations)", ("invocations (modelyard/server/runtime.py",)),
-    Bucket("model_invoke", "Model.invoke: decode + predict + encode", ("Model.invoke (modelyard/handlers/base.py",)),
-    Bucket("predict_py", "XGBoostModel.predict (ctypes glue + C call)", ("XGBoostModel.predict (modelyard/",)),
-    Bucket("xgb_c", "XGBoosterPredictFromDense (libxgboost)", ("XGBoosterPredictFromDense",)),
+    Bucket(
+        "asgi", "ASGI app (everything uvicorn hands the request to)", _any("RequestResponseCycle.run_asgi (uvicorn/")
+    ),
+    Bucket("route", "modelyard request handler (modelyard/server/runtime.py)", _in("modelyard/server/runtime.py")),
+    Bucket("model_invoke", "model: decode + predict + encode (modelyard/handlers/)", _in("modelyard/handlers/")),
+    Bucket("predict_py", "  XGBoost handler predict (ctypes glue + C call)", _in("modelyard/handlers/xgboost.py")),
+    Bucket("xgb_c", "    XGBoosterPredictFromDense (libxgboost)", _any("XGBoosterPredictFromDense")),
     Bucket(
         "xgb_new_proxy",
-        "  new DMatrixProxy per call: Context() reads cgroup files (GetCfsCPUCount)",
-        ("xgboost::Context::Context",),
+        "      new DMatrixProxy per call: Context() reads cgroup files (GetCfsCPUCount)",
+        _any("xgboost::Context::Context"),
     ),
-    Bucket("xgb_setarray", "  DMatrixProxy::SetArray (Context::Init)", ("xgboost::data::DMatrixProxy::SetArray",)),
-    Bucket("xgb_predict", "  InplacePredictImpl (JSON args, tree walk, transform)", ("InplacePredictImpl",)),
-    Bucket("numpy_ctypes", "numpy ctypes glue (rows.ctypes, np.ctypeslib.as_array)", ("array_ctypes_get", "as_array (")),
-    Bucket("decode", "CSV decode (modelyard/codecs.py)", ("decode (modelyard/codecs.py",)),
-    Bucket("encode", "CSV encode (modelyard/codecs.py)", ("encode (modelyard/codecs.py",)),
-    Bucket("read_body", "read_body (Starlette Request.body)", ("read_body (modelyard/",)),
-    Bucket("cache", "ModelCache.acquire/release", ("ModelCache.acquire", "ModelCache.release")),
-    Bucket("validate", "validate_target", ("validate_target (modelyard/",)),
-    Bucket("metrics", "prometheus_client counters/histograms", ("prometheus_client/",)),
-    Bucket("uuid", "uuid4 request id", ("uuid4 (",)),
-    Bucket("response", "Starlette Response (init headers + send)", ("Response.__init__ (starlette", "Response.__call__ (starlette")),
-    Bucket("socket_write", "socket write (uvloop → write syscall)", ("UVStream_write",)),
-    Bucket("socket_read", "socket read (uv__read)", ("uv__read (",)),
-    Bucket("http_parse", "HTTP parsing callbacks (httptools)", ("HttpToolsProtocol.data_received",)),
+    Bucket("xgb_setarray", "      DMatrixProxy::SetArray (Context::Init)", _any("DMatrixProxy::SetArray")),
+    Bucket("xgb_predict", "      InplacePredictImpl (JSON args, tree walk, transform)", _any("InplacePredictImpl")),
+    Bucket(
+        "numpy_ctypes",
+        "    numpy ctypes glue (ndarray.ctypes, np.ctypeslib.as_array)",
+        _any("array_ctypes_get", "as_array ("),
+    ),
+    Bucket("decode", "  decode (modelyard/codecs.py)", _in("modelyard/codecs.py", "decode", "rows")),
+    Bucket("encode", "  encode (modelyard/codecs.py)", _in("modelyard/codecs.py", "encode")),
+    Bucket("read_body", "read the request body", _in("modelyard/server/", "read_body")),
+    Bucket("cache", "ModelCache acquire/release (modelyard/cache.py)", _in("modelyard/cache.py")),
+    Bucket("validate", "validate_target", _any("validate_target (modelyard/")),
+    Bucket("metrics", "prometheus_client counters/histograms", _any("(prometheus_client/")),
+    Bucket("uuid", "uuid4 request id", _any("uuid4 (")),
+    Bucket("starlette", "Starlette (routing, middleware, Request/Response objects)", _any("(starlette/")),
+    Bucket(
+        "send",
+        "response send (uvicorn RequestResponseCycle.send, incl. socket write)",
+        _any("RequestResponseCycle.send ("),
+    ),
+    Bucket("socket_write", "  socket write (uvloop UVStream_write → write syscall)", _any("UVStream_write")),
+    Bucket("socket_read", "socket read (uv__read)", _any("uv__read (")),
+    Bucket("http_parse", "HTTP parsing callbacks (httptools)", _any("HttpToolsProtocol.data_received")),
 )
 
 
@@ -79,7 +109,7 @@ def summarise(path: Path, requests_per_s: float | None = None, top: int = 12) ->
         frames = _frames(stack)
         leaves[frames[-1]] += count
         for bucket in BUCKETS:
-            if any(p in f for f in frames for p in bucket.patterns):
+            if any(bucket.match(f) for f in frames):
                 inclusive[bucket.key] += count
     if total == 0:
         return {"samples": 0, "other_thread_samples": other_threads, "buckets": [], "top_self": []}
@@ -93,21 +123,21 @@ def summarise(path: Path, requests_per_s: float | None = None, top: int = 12) ->
         rows.append({"key": bucket.key, "label": bucket.label, "share": share(bucket.key)})
     derived = {
         "outside_asgi": ("uvicorn/httptools/uvloop outside the ASGI app (parse, socket I/O, loop)", 1 - share("asgi")),
-        "starlette_only": (
-            "Starlette middleware + routing + Request/Response (ASGI app minus the route)",
+        "framework_only": (
+            "ASGI layers between uvicorn and modelyard's handler (ASGI app minus the handler)",
             share("asgi") - share("route"),
         ),
         "route_outside_model": (
-            "modelyard request path outside Model.invoke (body, cache, metrics, request id, response)",
+            "modelyard's handler outside the model (body, cache, metrics, request id, response send)",
             share("route") - share("model_invoke"),
         ),
     }
     for key, (label, value) in derived.items():
         rows.append({"key": key, "label": label, "share": value})
     for row in rows:
-        value = row["share"]
-        assert isinstance(value, float)
-        row["us_per_request"] = value * us_per_request if us_per_request else None
+        fraction = row["share"]
+        assert isinstance(fraction, float)
+        row["us_per_request"] = fraction * us_per_request if us_per_request else None
     return {
         "samples": total,
         "other_thread_samples": other_threads,

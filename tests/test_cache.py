@@ -338,3 +338,24 @@ async def test_injected_cost_reaches_the_policy(tmp_path: Path) -> None:
     await harness.put("m.dummy.json")
     await harness.call("m.dummy.json")
     assert [t for t, _ in costs] == ["m.dummy.json"]
+
+
+async def test_reload_within_the_check_interval_does_not_ask_the_store(harness: Harness) -> None:
+    await harness.put("m.dummy.json")
+    await harness.call("m.dummy.json")
+    heads = 0
+    original = harness.store.head
+
+    async def counting_head(key: str) -> Any:
+        nonlocal heads
+        heads += 1
+        return await original(key)
+
+    harness.store.head = counting_head  # type: ignore[method-assign]
+    harness.cache.unload("m.dummy.json")
+    await harness.call("m.dummy.json")
+    assert (heads, harness.events.counts["disk"]) == (0, 1)
+    harness.cache.unload("m.dummy.json")
+    harness.clock.now += 10.0  # past the interval: the store is asked again
+    await harness.call("m.dummy.json")
+    assert heads == 1

@@ -118,18 +118,18 @@ class DiskCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    async def fetch(self, store: Store, target: str) -> Artifact:
+    async def fetch(self, store: Store, target: str, version: str | None = None) -> Artifact:
         """The current version of ``target`` on disk, downloading it when needed.
 
+        ``version`` is a version the caller confirmed recently: when it is on disk the
+        store is not asked again (a reload after eviction then costs no round trip).
         The caller must :meth:`release` the returned artifact once it is loaded.
         """
+        if version is not None and (cached := self._leased(target, version)) is not None:
+            return cached
         info, members = await _resolve(store, target)
-        key = (target, info.version)
-        entry = self._entries.get(key)
-        if entry is not None and entry.path.exists():
-            self._entries.move_to_end(key)
-            entry.leases += 1
-            return Artifact(target, info.version, entry.path, entry.size, 0.0, True)
+        if (cached := self._leased(target, info.version)) is not None:
+            return cached
         started = time.perf_counter()
         if members is None:
             info, data = await store.get(target)
@@ -143,6 +143,14 @@ class DiskCache:
         self._add((target, info.version), _DiskEntry(path, size, info.version, leases=1))
         self._trim()
         return Artifact(target, info.version, path, size, seconds, False)
+
+    def _leased(self, target: str, version: str) -> Artifact | None:
+        entry = self._entries.get((target, version))
+        if entry is None or not entry.path.exists():
+            return None
+        self._entries.move_to_end((target, version))
+        entry.leases += 1
+        return Artifact(target, version, entry.path, entry.size, 0.0, True)
 
     def release(self, artifact: Artifact) -> None:
         """End the lease taken by :meth:`fetch`; the entry may now be evicted."""

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ __all__ = ["CacheEvents", "Entry", "ModelCache"]
 log = logging.getLogger("modelyard.cache")
 
 Key = tuple[str, str]  # (target, version)
+_CONFIRMED_LIMIT = 100_000
 
 
 @dataclass(eq=False, slots=True)
@@ -157,6 +159,9 @@ class ModelCache:
         self._current: dict[str, Entry] = {}
         self._loads: dict[str, asyncio.Task[Entry]] = {}
         self._waiting: dict[str, int] = {}  # requests awaiting each target's load
+        # target -> (version, when the store last said so): a reload within the check
+        # interval comes from the disk cache without asking the store again
+        self._confirmed: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self.loads = 0
         self.evictions: dict[str, int] = {}
@@ -245,6 +250,7 @@ class ModelCache:
         if self._loads.get(target) is task:
             del self._loads[target]
         if not task.cancelled() and (error := task.exception()) is not None:
+            self._confirmed.pop(target, None)  # a fixed artifact must be read from the store next time
             seconds = time.perf_counter() - started
             self.events.load_failed(error)
             self.events.model_failed(target, error, seconds)
@@ -270,7 +276,11 @@ class ModelCache:
 
     async def _load(self, target: str) -> Entry:
         async with self._slots:
-            artifact = await self.disk.fetch(self.store, target)
+            confirmed = self._confirmed.get(target)
+            fresh = confirmed is not None and self._clock() - confirmed[1] < self.version_check_interval
+            artifact = await self.disk.fetch(self.store, target, confirmed[0] if fresh and confirmed else None)
+            if not artifact.from_disk or not fresh:
+                self._confirm(target, artifact.version)
             try:
                 current = self._current.get(target)
                 if current is not None and current.version == artifact.version:
@@ -306,8 +316,7 @@ class ModelCache:
             load_seconds = time.perf_counter() - started
         finally:
             residency.release(reservation)
-        size = max(size, disk_size // 4)  # a heap measurement blurred to ~0 is not a free model
-        residency.learn(key, disk_size, size)
+        size = residency.learn(key, disk_size, size)
         if size > self.budget:
             model.unload()
             raise self._too_large(target, size)
@@ -418,6 +427,12 @@ class ModelCache:
 
     # -- versions ---------------------------------------------------------------
 
+    def _confirm(self, target: str, version: str) -> None:
+        self._confirmed[target] = (version, self._clock())
+        self._confirmed.move_to_end(target)
+        if len(self._confirmed) > _CONFIRMED_LIMIT:
+            self._confirmed.popitem(last=False)
+
     def _refresh_later(self, entry: Entry, now: float) -> None:
         entry.checked_at = now  # one check per interval, even while this one runs
         task = asyncio.get_running_loop().create_task(self._refresh(entry))
@@ -427,6 +442,7 @@ class ModelCache:
     async def _refresh(self, entry: Entry) -> None:
         try:
             version = await resolve_version(self.store, entry.target)
+            self._confirm(entry.target, version)
             if version != entry.version and entry.target not in self._loads:
                 await self._wait_for_load(entry.target)
         except ArtifactNotFound:
@@ -468,6 +484,7 @@ class ModelCache:
         """Forget ``target`` entirely: memory, disk and known version."""
         for entry in [e for e in self._entries.values() if e.target == target]:
             self._evict(entry, "invalidated")
+        self._confirmed.pop(target, None)
         self.disk.invalidate(target)
 
     def get(self, target: str) -> Entry | None:

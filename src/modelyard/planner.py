@@ -182,8 +182,7 @@ def simulate(
         reservation = estimate if estimate <= budget else 0
         out, fits = residency.reserve(reservation)
         residency.release(reservation if fits else 0)
-        size = memory[model]
-        residency.learn(model, disk[model], size)
+        size = residency.learn(model, disk[model], memory[model])
         if size <= budget:
             admitted, _ = residency.admit(model, size, cold[model])
             out += admitted

@@ -174,6 +174,7 @@ class Residency(Generic[K]):
         self._known: OrderedDict[K, int] = OrderedDict()
         self._known_limit = known_sizes
         self._ratio = 2.0  # memory bytes per disk byte
+        self._learned = 0
 
     def __contains__(self, key: object) -> bool:
         return key in self.sizes
@@ -190,14 +191,27 @@ class Residency(Generic[K]):
         known = self._known.get(key)
         return known if known is not None else int(disk_size * self._ratio)
 
-    def learn(self, key: K, disk_size: int, size: int) -> None:
-        """Record a measured size (and refine the memory/disk ratio)."""
+    def learn(self, key: K, disk_size: int, measured: int) -> int:
+        """Record a measured size; returns the size to account for ``key``.
+
+        Heap measurements of a load can come out low (memory another request freed in
+        the window, allocator caches reused), never high enough to matter, so the
+        accounted size is the largest of: this measurement, the largest one taken of
+        the same key before, a quarter of its size on disk and, once a few loads have
+        taught the memory/disk ratio, half of what that ratio predicts.
+        """
+        floor = disk_size // 4
+        if self._learned >= 8:
+            floor = max(floor, int(disk_size * self._ratio / 2))
+        size = max(measured, self._known.get(key, 0), floor)
         self._known[key] = size
         self._known.move_to_end(key)
         if len(self._known) > self._known_limit:
             self._known.popitem(last=False)
         if disk_size:
             self._ratio = 0.8 * self._ratio + 0.2 * (size / disk_size)
+            self._learned += 1
+        return size
 
     def make_room(self, need: int, protected: Callable[[K], bool] = lambda key: False) -> tuple[list[K], bool]:
         """Evict until ``need`` more bytes fit; returns the evicted keys and whether it fits."""

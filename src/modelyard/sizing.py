@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 import threading
 from collections.abc import Callable
@@ -76,10 +77,18 @@ def heap_in_use() -> int:
 def measure(fn: Callable[[], T]) -> tuple[T, int]:
     """Run ``fn`` and return its result with the bytes of memory it left allocated.
 
-    Measurements are serialised so that two loads do not count each other's memory.
+    Measurements are serialised so that two loads do not count each other's memory,
+    and the garbage collector is held off meanwhile: a collection inside the window
+    frees unrelated memory and would be subtracted from the model.
     """
     with _lock:
-        before = heap_in_use()
-        result = fn()
-        grown = heap_in_use() - before
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            before = heap_in_use()
+            result = fn()
+            grown = heap_in_use() - before
+        finally:
+            if collecting:
+                gc.enable()
     return result, max(grown, 0)

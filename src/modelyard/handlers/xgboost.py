@@ -87,6 +87,8 @@ class _DirectPredictor:
         shape, dims, out = ctypes.POINTER(ctypes.c_uint64)(), ctypes.c_uint64(), ctypes.POINTER(ctypes.c_float)()
         refs = (ctypes.byref(shape), ctypes.byref(dims), ctypes.byref(out))
         self._check(self._call(self._handle, interface, _PREDICT_ARGS, proxy.handle, *refs))
+        if dims.value == 1 and (n := int(shape[0])) <= 64:
+            return np.array(out[:n], dtype=np.float32)  # ~1 µs; a numpy view of the buffer costs ~5
         out_shape = tuple(int(shape[i]) for i in range(dims.value))
         return np.ctypeslib.as_array(out, shape=(math.prod(out_shape),)).reshape(out_shape).copy()
 
