@@ -3,11 +3,12 @@
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The dashboard test drives Debian's chromium through Playwright (never `playwright install`)
-# and a real Prometheus scrapes the server: install whichever is missing.
+# The dashboard test drives Debian's chromium through Playwright (never `playwright install`),
+# a real Prometheus scrapes the server, LightGBM needs OpenMP: install whichever is missing.
 missing=()
 command -v chromium >/dev/null || missing+=(chromium fonts-liberation)
 command -v prometheus >/dev/null || missing+=(prometheus)
+ldconfig -p 2>/dev/null | grep -q 'libgomp.so.1 ' || missing+=(libgomp1)  # LightGBM's wheel links it
 if ((${#missing[@]})); then
     sudo=()
     [ "$(id -u)" -eq 0 ] || sudo=(sudo)
