@@ -25,14 +25,16 @@ from modelyard.store import Store
 ACCESS_KEY = "modelyard-test"
 
 
-def aws_client(service: str, url: str, config: Config | None = None) -> Any:
-    """A boto3 client for ``service`` at ``url`` with the tests' credentials."""
+def aws_client(
+    service: str, url: str, config: Config | None = None, *, key: str = ACCESS_KEY, secret: str = ACCESS_KEY
+) -> Any:
+    """A boto3 client for ``service`` at ``url``, with the tests' credentials unless told otherwise."""
     return boto3.client(  # type: ignore[call-overload]
         service,
         endpoint_url=url,
         config=config,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=ACCESS_KEY,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
         region_name="us-east-1",
     )
 
@@ -40,6 +42,27 @@ def aws_client(service: str, url: str, config: Config | None = None) -> Any:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: scripts/test.sh installs it")
+        pytest.skip("chromium is not installed (apt-get install chromium, or run scripts/test.sh)")
+    return path
 
 
 def runtime_client(url: str) -> Any:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from modelyard.cli import main
 from modelyard.server.run import BackgroundServer
+from tests.conftest import BROWSER_ARGS, chromium
 from tests.fixtures import xgb_artifact
 from tests.server.helpers import metrics
 
@@ -94,19 +95,7 @@ def test_report_opens_in_chromium_without_errors(server: BackgroundServer, store
     assert result.exit_code == 0, result.output
     errors: list[str] = []
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=chromium(), args=BROWSER_ARGS)
         page = browser.new_page()
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)

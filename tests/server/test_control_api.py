@@ -31,30 +31,15 @@ def expected(seed: int) -> float:
     return float(xgb_predict(booster_bytes(seed), ROWS)[0])
 
 
-def control(url: str, key: str = "modelyard-test", secret: str = "modelyard-test") -> Any:
-    import boto3
-
-    return boto3.client(
-        "sagemaker",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
-    )
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
-def runtime(url: str, key: str = "modelyard-test", secret: str = "modelyard-test") -> Any:
-    import boto3
+def control(url: str, key: str, secret: str) -> Any:
+    return aws_client("sagemaker", url, NO_RETRIES, key=key, secret=secret)
 
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
-    )
+
+def runtime(url: str, key: str, secret: str) -> Any:
+    return aws_client("sagemaker-runtime", url, NO_RETRIES, key=key, secret=secret)
 
 
 def create(sm: Any, name: str, url: str, *, image: str = "xgboost", count: int = 2, cache: str = "Enabled") -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -16,30 +14,12 @@ import pytest
 
 from modelyard.server.dashboard import STATIC
 from modelyard.server.run import BackgroundServer
+from tests.conftest import BROWSER_ARGS, chromium
 from tests.fixtures import ROW, xgb_artifact
 
 ROOT = Path(__file__).parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CITIES = ["Houston_TX.tar.gz", "Chicago_IL.tar.gz", "Boston_MA.tar.gz", "Denver_CO.tar.gz", "eu/de/Berlin.tar.gz"]
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-def chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: scripts/test.sh installs it")
-        pytest.skip("chromium is not installed (apt-get install chromium, or run scripts/test.sh)")
-    return path
 
 
 class Traffic:
