@@ -33,7 +33,8 @@ from typing import Any
 from artifacts import ensure_artifacts
 from modelyard import sizing
 from modelyard.artifacts import DiskCache
-from modelyard.cache import Entry, ModelCache
+from modelyard.cache import ModelCache
+from modelyard.entries import Entry
 from modelyard.handlers import Loader, Model
 from modelyard.store import open_store
 

@@ -9,7 +9,8 @@ import pytest
 from obstore.store import MemoryStore
 
 from modelyard.artifacts import DiskCache
-from modelyard.cache import CacheEvents, ModelCache
+from modelyard.cache import ModelCache
+from modelyard.entries import CacheEvents
 from modelyard.errors import ArtifactInvalid, ArtifactNotFound, ModelNotReady, ModelTooLarge, ServiceUnavailable
 from modelyard.policy import LRU
 from modelyard.store import Store

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from modelyard.cache import Entry
+from modelyard.entries import Entry
 from modelyard.server.run import BackgroundServer
 from modelyard.stats import BUCKETS, SORT_KEYS, ModelStats, bucket_value, latency_bucket, percentiles
 from tests.conftest import runtime_client

@@ -1,8 +1,9 @@
 """modelyard: multi-model endpoints on your own machines, speaking SageMaker's API."""
 
 from modelyard.artifacts import Artifact, DiskCache, validate_target
-from modelyard.cache import CacheEvents, Entry, ModelCache
+from modelyard.cache import ModelCache
 from modelyard.endpoint import Endpoint, Prediction
+from modelyard.entries import CacheEvents, Entry
 from modelyard.errors import (
     AccessDenied,
     ArtifactInvalid,

@@ -24,12 +24,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from modelyard.cache import CacheEvents
+from modelyard.entries import CacheEvents
 from modelyard.errors import ArtifactNotFound, InvalidTargetModel, ModelyardError
 from modelyard.stats import ModelStats
 
 if TYPE_CHECKING:
-    from modelyard.cache import Entry, ModelCache
+    from modelyard.cache import ModelCache
+    from modelyard.entries import Entry
 
 __all__ = ["BUCKETS", "CONTENT_TYPE", "EVICTION_REASONS", "Histogram", "Metrics", "MetricsHub"]
 

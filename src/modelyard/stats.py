@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from modelyard.cache import Entry
+    from modelyard.entries import Entry
 
 __all__ = [
     "BUCKETS",
