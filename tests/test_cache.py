@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +74,7 @@ class Harness:
             measure=dummy_measure,
             events=self.events,
             clock=self.clock,
-            **{"budget": 10_000, "inline_load_bytes": 0, **options},
+            **{"budget": 10_000, **options},
         )
 
     async def put(self, name: str, **spec: Any) -> None:
@@ -301,20 +300,17 @@ async def test_close_unloads_everything(harness: Harness) -> None:
     assert harness.cache.used == 0
 
 
-async def test_small_models_load_on_the_event_loop(tmp_path: Path) -> None:
-    harness = Harness(tmp_path, inline_load_bytes=1 << 20)
-    await harness.put("m.dummy.json")
-    loop_thread = threading.get_ident()
-    threads: list[int] = []
-    original = harness.handler.load
-
-    def load(model_file: Path, *, trusted: bool) -> Any:
-        threads.append(threading.get_ident())
-        return original(model_file, trusted=trusted)
-
-    harness.handler.load = load  # type: ignore[method-assign]
-    await harness.call("m.dummy.json")
-    assert threads == [loop_thread]
+async def test_unloads_wait_for_a_measurement_in_progress(tmp_path: Path) -> None:
+    harness = Harness(tmp_path, budget=3000, load_threads=2, max_concurrent_loads=2)
+    await harness.put("a.dummy.json", size=2000)
+    await harness.put("b.dummy.json", size=2000, delay=0.3)
+    await harness.put("c.dummy.json", size=500)
+    first = await harness.call("a.dummy.json")
+    slow = asyncio.get_running_loop().create_task(harness.call("b.dummy.json"))  # evicts a, then loads
+    await asyncio.sleep(0.1)
+    assert not first.unloaded  # evicted, but its memory is freed only after b's measurement
+    await slow
+    assert first.unloaded
 
 
 async def test_fresh_models_awaited_by_requests_are_not_evicted(tmp_path: Path) -> None:

@@ -169,9 +169,7 @@ async def test_simulator_and_server_make_the_same_eviction_decisions(tmp_path: P
     trace = synthetic_trace(names, 1500, parse_distribution("zipf:0.9"), seed=5)
     budget = 12_000
 
-    harness = Harness(
-        tmp_path, budget=budget, inline_load_bytes=1 << 20, cost=lambda target, _: colds[names.index(target)]
-    )
+    harness = Harness(tmp_path, budget=budget, cost=lambda target, _: colds[names.index(target)])
     disk = []
     for name, size in zip(names, sizes, strict=True):
         artifact = dummy_artifact(size=size)

@@ -112,3 +112,16 @@ def test_gdsf_heap_stays_bounded_under_many_touches() -> None:
     for i in range(10_000):
         policy.touch(i % 10)
     assert len(policy._heap) <= 4 * 10 + 64 + 1
+
+
+def test_residency_learn_takes_the_median_of_recent_readings() -> None:
+    from modelyard.policy import Residency
+
+    residency: Residency[str] = Residency(10**9, GDSF())
+    assert residency.learn("m", 4000, 60_000) == 60_000
+    assert residency.learn("m", 4000, 0) == 60_000  # freed memory counted against the load
+    assert residency.learn("m", 4000, 58_000) == 58_000  # median of 60k, 0, 58k
+    assert residency.learn("m", 4000, 400_000) == 58_000  # memory allocated elsewhere meanwhile
+    assert residency.learn("m", 4000, 61_000) == 61_000
+    assert residency.known_size("m") == 61_000
+    assert residency.learn("other", 40_000, 0) == 10_000  # never below a quarter of the disk size

@@ -6,6 +6,9 @@ Rules (SPEC §4):
   room is made *before* a load from the best estimate (the size this version had
   last time, else its size on disk times the ratio observed so far) and settled to
   the measured size right after it, so the accounted total never exceeds the budget.
+* A load is measured on the load thread as the growth of the C heap, with the GC
+  and the cache's own unloads held off meanwhile; see
+  :meth:`~modelyard.policy.Residency.learn` for how low readings are corrected.
 * One load per target at a time: concurrent requests for a cold model await the same
   task. Different targets load in parallel up to ``max_concurrent_loads``. A request
   waits at most ``wait_timeout`` seconds (then :class:`ModelNotReady`), while the
@@ -59,7 +62,6 @@ class ModelCache:
         budget: int,
         max_concurrent_loads: int = 4,
         load_threads: int = 1,
-        inline_load_bytes: int = 1 << 20,
         wait_timeout: float = 60.0,
         version_check_interval: float = 5.0,
         enabled: bool = True,
@@ -81,7 +83,8 @@ class ModelCache:
         self._clock = clock
         self._measure = measure
         self._cost = cost
-        self._inline_load_bytes = inline_load_bytes
+        self._measuring = 0  # loads being measured on the load thread
+        self._deferred: list[tuple[Entry, str]] = []  # unloads waiting for those measurements
         self._slots = asyncio.Semaphore(max_concurrent_loads)
         # Framework loads run on their own threads: one by default, since loads are
         # measured one at a time anyway and a fixed thread keeps per-thread framework
@@ -146,7 +149,7 @@ class ModelCache:
         if entry.inflight:
             return
         if not entry.resident:
-            self._unload(entry, entry.evicted_for)
+            self._unload_soon(entry, entry.evicted_for)
         elif not self.enabled and not entry.pinned and not self._waiting.get(entry.target):
             self._evict(entry, "cache_disabled")
 
@@ -239,12 +242,16 @@ class ModelCache:
         try:
             started = time.perf_counter()
             load = functools.partial(self.loader.load_measured, path, self._measure)
-            if disk_size <= self._inline_load_bytes:
-                # Small models load on the event loop: a millisecond of blocking, and
-                # no request allocating meanwhile blurs the memory measurement.
-                model, size = load()
-            else:
+            # On the load thread, whose allocator caches hold no freed model to reuse
+            # (an evicted model's memory goes back to the event loop thread's), and with
+            # unloads held back meanwhile: a free inside the window would be subtracted.
+            self._measuring += 1
+            try:
                 model, size = await asyncio.get_running_loop().run_in_executor(self._load_executor, load)
+            finally:
+                self._measuring -= 1
+                if not self._measuring:
+                    self._flush_unloads()
             load_seconds = time.perf_counter() - started
         finally:
             residency.release(reservation)
@@ -327,6 +334,17 @@ class ModelCache:
         self.events.evicted(reason)
         self.events.model_evicted(entry, reason)
         if entry.inflight == 0:
+            self._unload_soon(entry, reason)
+
+    def _unload_soon(self, entry: Entry, reason: str) -> None:
+        if self._measuring:
+            self._deferred.append((entry, reason))
+        else:
+            self._unload(entry, reason)
+
+    def _flush_unloads(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for entry, reason in deferred:
             self._unload(entry, reason)
 
     def _unload(self, entry: Entry, reason: str) -> None:
@@ -438,4 +456,6 @@ class ModelCache:
         for entry in list(self._entries.values()):
             entry.pinned = False
             self._evict(entry, "shutdown")
+        self._measuring = 0
+        self._flush_unloads()
         self._load_executor.shutdown(wait=False, cancel_futures=True)

@@ -172,9 +172,9 @@ class Residency(Generic[K]):
         self.reserved = 0
         self.sizes: dict[K, int] = {}
         self._known: OrderedDict[K, int] = OrderedDict()
+        self._readings: OrderedDict[K, tuple[int, ...]] = OrderedDict()
         self._known_limit = known_sizes
         self._ratio = 2.0  # memory bytes per disk byte
-        self._learned = 0
 
     def __contains__(self, key: object) -> bool:
         return key in self.sizes
@@ -194,23 +194,25 @@ class Residency(Generic[K]):
     def learn(self, key: K, disk_size: int, measured: int) -> int:
         """Record a measured size; returns the size to account for ``key``.
 
-        Heap measurements of a load can come out low (memory another request freed in
-        the window, allocator caches reused), never high enough to matter, so the
-        accounted size is the largest of: this measurement, the largest one taken of
-        the same key before, a quarter of its size on disk and, once a few loads have
-        taught the memory/disk ratio, half of what that ratio predicts.
+        A heap measurement can come out low (memory freed elsewhere counted against
+        the load) or high (memory allocated elsewhere meanwhile). So the accounted size
+        is the median of the key's last three readings (the larger one while there are
+        only two, to err on the safe side), and never under a quarter of its size on
+        disk.
         """
-        floor = disk_size // 4
-        if self._learned >= 8:
-            floor = max(floor, int(disk_size * self._ratio / 2))
-        size = max(measured, self._known.get(key, 0), floor)
+        readings = (*self._readings.get(key, ()), measured)[-3:]
+        self._readings[key] = readings
+        self._readings.move_to_end(key)
+        if len(self._readings) > self._known_limit:
+            self._readings.popitem(last=False)
+        typical = sorted(readings)[1] if len(readings) == 3 else max(readings)
+        size = max(typical, disk_size // 4)
         self._known[key] = size
         self._known.move_to_end(key)
         if len(self._known) > self._known_limit:
             self._known.popitem(last=False)
         if disk_size:
             self._ratio = 0.8 * self._ratio + 0.2 * (size / disk_size)
-            self._learned += 1
         return size
 
     def make_room(self, need: int, protected: Callable[[K], bool] = lambda key: False) -> tuple[list[K], bool]:
