@@ -197,7 +197,7 @@ def section_throughput(r: Results) -> list[str]:
         "loops run on core 0 in the same suite run, with the server stopped (`bench/bare_loop.py`, same model).",
         "",
         *table(["what", "measured", ""], rows),
-        "This machine is shared (other sessions' work shows up as bursts during which the same loop runs up to "
+        "Other work on a machine shows up as bursts during which the same loop runs up to "
         "2× slower), so wrk was run 3 times and the in-process loops 3 times each, and the best run of each is "
         "shown: interference only ever slows a run down. "
         f"wrk req/s of the runs: {', '.join(fmt(v, 0) for v in wrk.get('runs_requests_per_s') or [])} "
@@ -704,7 +704,15 @@ def render(r: Results) -> str:
 def main() -> None:
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else RESULTS
     results = json.loads(path.read_text())
-    MARKDOWN.write_text(render(results))
+    text = render(results)
+    # sections other scripts maintain (bench/frameworks.py) live between markers: keep them
+    if MARKDOWN.exists():
+        old = MARKDOWN.read_text()
+        for start, end in (("<!-- frameworks:start -->", "<!-- frameworks:end -->"),):
+            if start in old and end in old and start not in text:
+                kept = old[old.index(start) : old.index(end) + len(end)]
+                text = text.rstrip("\n") + "\n\n" + kept + "\n"
+    MARKDOWN.write_text(text)
     print(f"wrote {MARKDOWN}")
 
 

@@ -11,7 +11,7 @@ from types import TracebackType
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from modelyard import logs
+from modelyard import logs, sizing
 from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
 from modelyard.errors import ValidationError
@@ -61,6 +61,7 @@ def _config(app: InvocationsApp, settings: Settings, *, uvicorn_logging: bool = 
 def serve(settings: Settings, store: Store | None = None) -> None:
     """Serve until interrupted."""
     logs.configure(settings.log_level, settings.log_format)
+    sizing.limit_arenas(2)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.access_keys:
         logging.getLogger("modelyard").warning(
             "Serving on %s without access keys: anyone who reaches it can invoke models and create endpoints. "
