@@ -97,7 +97,17 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., BackgroundServer]]:
         server.stop()
 
 
-def _free_port() -> int:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """End a server the tests started: politely, then for good."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -110,7 +120,7 @@ class SeaweedS3:
         weed = str(Path(sys.executable).parent / "weed")
         if not Path(weed).exists():
             weed = shutil.which("weed") or "weed"
-        ports = [_free_port() for _ in range(4)]
+        ports = [free_port() for _ in range(4)]
         self.port = ports[0]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = (root / "weed.log").open("wb")
@@ -177,12 +187,7 @@ class SeaweedS3:
         }
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.log.close()
 
 

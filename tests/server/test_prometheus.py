@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from modelyard.server.run import BackgroundServer
-from tests.conftest import _free_port, runtime_client
+from tests.conftest import free_port, runtime_client, stop_process
 from tests.fixtures import ROW, xgb_artifact
 from tests.server.helpers import metrics
 
@@ -40,7 +40,7 @@ class Prometheus:
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             f"scrape_configs:\n  - job_name: modelyard\n    static_configs:\n      - targets: ['{target}']\n"
         )
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.url = f"http://127.0.0.1:{free_port()}"
         self.log = (root / "prometheus.log").open("wb")
         self.process = subprocess.Popen(
             [
@@ -84,12 +84,7 @@ class Prometheus:
         raise AssertionError(f"{expr} is {seen}, not {expected}, after {timeout} s")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self.log.close()
 
 
