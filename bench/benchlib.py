@@ -471,6 +471,18 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+def _wrk_command(
+    port: int, targets: Sequence[str], *, connections: int, seconds: int, name: str, cpu: int, latency: bool
+) -> tuple[list[str], dict[str, str]]:
+    """The wrk command line (pinned to ``cpu``) and the environment ``post.lua`` reads."""
+    targets_file = OUT / f"wrk-targets-{name}.txt"
+    targets_file.write_text("\n".join(targets) + "\n")
+    args = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s"]
+    args += [*(["--latency"] if latency else []), "-s", str(BENCH / "post.lua"), f"http://{HOST}:{port}"]
+    env = {"BENCH_TARGETS_FILE": str(targets_file), "BENCH_ENDPOINT": ENDPOINT, "BENCH_BODY": BODY.decode()}
+    return args, env
+
+
 def run_wrk(
     port: int,
     targets: Sequence[str],
@@ -481,29 +493,8 @@ def run_wrk(
     cpu: int = CLIENT_CPU,
 ) -> WrkResult:
     """``taskset -c CPU wrk -t1 -cN -dS --latency -s post.lua`` over ``targets`` picked at random."""
-    targets_file = OUT / f"wrk-targets-{name}.txt"
-    targets_file.write_text("\n".join(targets) + "\n")
-    args = [
-        "taskset",
-        "-c",
-        str(cpu),
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--timeout",
-        "30s",
-        "--latency",
-        "-s",
-        str(BENCH / "post.lua"),
-        f"http://{HOST}:{port}",
-    ]
-    env = {
-        **os.environ,
-        "BENCH_TARGETS_FILE": str(targets_file),
-        "BENCH_ENDPOINT": ENDPOINT,
-        "BENCH_BODY": BODY.decode(),
-    }
+    args, env = _wrk_command(port, targets, connections=connections, seconds=seconds, name=name, cpu=cpu, latency=True)
+    env = {**os.environ, **env}
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=seconds + 60, check=False)
     out = done.stdout + done.stderr
     (OUT / "logs").mkdir(parents=True, exist_ok=True)
@@ -535,21 +526,5 @@ def start_wrk(
     port: int, targets: Sequence[str], *, connections: int, seconds: int, name: str, cpu: int = CLIENT_CPU
 ) -> subprocess.Popen[bytes]:
     """wrk in the background (for profiling); stopped by its PID."""
-    targets_file = OUT / f"wrk-targets-{name}.txt"
-    targets_file.write_text("\n".join(targets) + "\n")
-    args = [
-        "taskset",
-        "-c",
-        str(cpu),
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{seconds}s",
-        "--timeout",
-        "30s",
-        "-s",
-        str(BENCH / "post.lua"),
-        f"http://{HOST}:{port}",
-    ]
-    env = {"BENCH_TARGETS_FILE": str(targets_file), "BENCH_ENDPOINT": ENDPOINT, "BENCH_BODY": BODY.decode()}
+    args, env = _wrk_command(port, targets, connections=connections, seconds=seconds, name=name, cpu=cpu, latency=False)
     return spawn(args, log_path=OUT / "logs" / f"wrk-{name}.txt", env=env)
