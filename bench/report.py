@@ -371,8 +371,6 @@ def section_sizing(r: Results) -> list[str]:
     labels = {
         "shipped_sequential": "as shipped, 1 request at a time",
         "shipped_concurrent": "as shipped, 8 requests in flight",
-        "experiment_concurrent": "experiment (not in src/): GC off while measuring + unloads under the "
-        "measurement lock, 8 in flight",
     }
     rows = []
     for key, label in labels.items():
@@ -391,7 +389,6 @@ def section_sizing(r: Results) -> list[str]:
             ]
         )
     shipped = sz.get("shipped_concurrent") or {}
-    experiment = sz.get("experiment_concurrent") or {}
     text = [
         "`sizing.measure` takes the growth of the whole process heap (glibc mallinfo2) across one load.",
     ]
@@ -403,19 +400,15 @@ def section_sizing(r: Results) -> list[str]:
             "while a worker thread loads) are subtracted from the new model. Such a model is accounted as free, and "
             "GDSF (priority ∝ cost / size) never evicts it."
         )
-        if experiment and not experiment.get("under_half_typical"):
-            text.append("The experiment (GC off while measuring, unloads under the measurement lock) removes (a).")
     median = shipped.get("median_measured_bytes")
     if clean and median and median < 0.85 * clean:
         text.append(
             f"**(b) Under churn the typical model is measured at {fmt(median / KIB, 1)} KiB**, against "
             f"{fmt(clean / KIB, 1)} KiB for the same models loaded without evictions (§4) and "
             f"{fmt((rss or 0) / KIB, 1)} KiB of RSS per model, so the budget admits {clean / median:.1f}× the "
-            "models it was sized for"
-            + (", with or without the experiment" if experiment else "")
-            + ". The mechanism is not established here; a likely one is glibc's per-thread caches (tcache, "
-            "fastbins), whose chunks mallinfo2 counts as in use when an evicted model frees them, and not again "
-            "when the next load reuses them."
+            "models it was sized for. The mechanism is not established here; a likely one is glibc's per-thread "
+            "caches (tcache, fastbins), whose chunks mallinfo2 counts as in use when an evicted model frees "
+            "them, and not again when the next load reuses them."
         )
     return [
         "### 4b. Why: measured model sizes under churn (in-process)",

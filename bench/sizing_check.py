@@ -5,12 +5,10 @@ Run pinned to one core: ``taskset -c 0 python bench/sizing_check.py STORE DISK_C
 A :class:`modelyard.cache.ModelCache` over STORE (artifacts already unpacked in
 DISK_CACHE) with a budget of BUDGET bytes gets uniformly random requests over every
 model, so nearly every request loads a model and evicts another. Each load's measured
-size (``modelyard.sizing.measure``) is recorded. Three variants:
+size (``modelyard.sizing.measure``) is recorded. Two variants:
 
 * ``shipped_sequential``: modelyard as shipped, one request at a time;
-* ``shipped_concurrent``: as shipped, 8 requests in flight (loads overlap evictions);
-* ``experiment_concurrent``: NOT what src/ does: the cyclic GC disabled during each
-  measurement and unloads taken under the measurement lock, 8 requests in flight.
+* ``shipped_concurrent``: as shipped, 8 requests in flight (loads overlap evictions).
 
 A load measured far below the typical size is accounted as (nearly) free: the cache
 then keeps more models than the budget holds, and GDSF (priority ∝ cost / size) never
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import random
 import statistics
@@ -34,30 +31,10 @@ from artifacts import ensure_artifacts
 from modelyard import sizing
 from modelyard.artifacts import DiskCache
 from modelyard.cache import ModelCache
-from modelyard.entries import Entry
 from modelyard.handlers import Loader, Model
 from modelyard.store import open_store
 
 Measure = Callable[[Callable[[], Model]], tuple[Model, int]]
-
-
-class SerialisedUnloadCache(ModelCache):
-    """Experiment: frees of evicted models never overlap a measurement."""
-
-    def _unload(self, entry: Entry, reason: str) -> None:
-        with sizing._lock:
-            super()._unload(entry, reason)
-
-
-def measure_without_gc(fn: Callable[[], Model]) -> tuple[Model, int]:
-    """Experiment: no cyclic garbage collection inside the measured window."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return sizing.measure(fn)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 async def run(
@@ -68,20 +45,17 @@ async def run(
     *,
     concurrency: int,
     requests: int,
-    experiment: bool,
     max_seconds: float,
 ) -> dict[str, Any]:
     sizes: list[int] = []
-    inner: Measure = measure_without_gc if experiment else sizing.measure
 
     def recording(fn: Callable[[], Model]) -> tuple[Model, int]:
-        model, size = inner(fn)
+        model, size = sizing.measure(fn)
         sizes.append(size)
         return model, size
 
-    cache_type = SerialisedUnloadCache if experiment else ModelCache
     disk = DiskCache(disk_dir, 10 * 1024**3, max_unpacked=4 * 1024**3)
-    cache = cache_type(open_store(store_dir), disk, Loader(), budget=budget, measure=recording)
+    cache = ModelCache(open_store(store_dir), disk, Loader(), budget=budget, measure=recording)
     async with cache.use(targets[0]):
         pass  # the first load imports XGBoost: not a model's size
     sizes.clear()
@@ -125,13 +99,9 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=30.0)
     args = parser.parse_args()
     targets = ensure_artifacts(2000)
-    variants = {
-        "shipped_sequential": (1, False),
-        "shipped_concurrent": (8, False),
-        "experiment_concurrent": (8, True),
-    }
+    variants = {"shipped_sequential": 1, "shipped_concurrent": 8}
     out: dict[str, Any] = {"budget_bytes": args.budget}
-    for name, (concurrency, experiment) in variants.items():
+    for name, concurrency in variants.items():
         out[name] = asyncio.run(
             run(
                 args.store,
@@ -140,7 +110,6 @@ def main() -> None:
                 targets,
                 concurrency=concurrency,
                 requests=args.requests,
-                experiment=experiment,
                 max_seconds=args.max_seconds,
             )
         )

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from modelyard import sizing
 from modelyard.demo import make_artifact
 from modelyard.errors import ArtifactInvalid
 from modelyard.handlers import HANDLERS, Handler, Loader, Model
@@ -114,6 +115,12 @@ def dummy_measure(fn: Any) -> tuple[Model, int]:
     """Size measurement for dummy models: their declared size."""
     model = fn()
     return model, int(getattr(model, "size", 1000))
+
+
+def windowed_measure(fn: Any) -> tuple[Model, int]:
+    """:func:`dummy_measure` inside a real measuring window (one at a time, no unload meanwhile)."""
+    with sizing.measuring():
+        return dummy_measure(fn)
 
 
 # -- one small real model per framework (LightGBM, scikit-learn, ONNX, inference.py) --

@@ -13,7 +13,7 @@ from modelyard.entries import CacheEvents
 from modelyard.errors import ArtifactInvalid, ArtifactNotFound, ModelNotReady, ModelTooLarge, ServiceUnavailable
 from modelyard.policy import LRU
 from modelyard.store import Store
-from tests.fixtures import DummyHandler, dummy_artifact, dummy_loader, dummy_measure
+from tests.fixtures import DummyHandler, dummy_artifact, dummy_loader, dummy_measure, windowed_measure
 
 pytestmark = pytest.mark.anyio
 
@@ -71,10 +71,9 @@ class Harness:
             self.store,
             DiskCache(tmp_path / "disk", 10**9, max_unpacked=10**8),
             dummy_loader(self.handler),
-            measure=dummy_measure,
             events=self.events,
             clock=self.clock,
-            **{"budget": 10_000, **options},
+            **{"budget": 10_000, "measure": dummy_measure, **options},
         )
 
     async def put(self, name: str, **spec: Any) -> None:
@@ -301,7 +300,7 @@ async def test_close_unloads_everything(harness: Harness) -> None:
 
 
 async def test_unloads_wait_for_a_measurement_in_progress(tmp_path: Path) -> None:
-    harness = Harness(tmp_path, budget=3000, load_threads=2, max_concurrent_loads=2)
+    harness = Harness(tmp_path, budget=3000, load_threads=2, max_concurrent_loads=2, measure=windowed_measure)
     await harness.put("a.dummy.json", size=2000)
     await harness.put("b.dummy.json", size=2000, delay=0.3)
     await harness.put("c.dummy.json", size=500)
@@ -356,3 +355,31 @@ async def test_reload_within_the_check_interval_does_not_ask_the_store(harness: 
     harness.clock.now += 10.0  # past the interval: the store is asked again
     await harness.call("m.dummy.json")
     assert heads == 1
+
+
+async def test_unloads_keep_up_with_sustained_concurrent_misses(tmp_path: Path) -> None:
+    """Under misses that never stop (a load always waiting on the load thread), every evicted
+    model is still unloaded promptly: the backlog of evicted-but-not-unloaded models stays small."""
+    harness = Harness(tmp_path, budget=10 * 1000, max_concurrent_loads=4, measure=windowed_measure)
+    for i in range(400):
+        await harness.put(f"m{i}.dummy.json", size=1000, delay=0.002)
+    backlog = 0
+    done = False
+
+    async def client(start: int) -> None:
+        for i in range(start, 400, 8):
+            await harness.call(f"m{i}.dummy.json")
+
+    async def watch() -> None:
+        nonlocal backlog
+        while not done:
+            evicted = harness.events.reasons.count("capacity")
+            backlog = max(backlog, evicted - harness.events.counts.get("unloaded", 0))
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    await asyncio.gather(*(client(start) for start in range(8)))
+    done = True
+    await watcher
+    assert harness.events.reasons.count("capacity") == 390
+    assert backlog <= 16, f"{backlog} evicted models waited to be unloaded"

@@ -7,8 +7,10 @@ Rules (SPEC §4):
   last time, else its size on disk times the ratio observed so far) and settled to
   the measured size right after it, so the accounted total never exceeds the budget.
 * A load is measured on the load thread as the growth of the C heap, with the GC
-  and the cache's own unloads held off meanwhile; see
-  :meth:`~modelyard.policy.Residency.learn` for how low readings are corrected.
+  held off meanwhile; see :meth:`~modelyard.policy.Residency.learn` for how low
+  readings are corrected. Evicted models are unloaded on their own thread, between
+  measurements (:func:`modelyard.sizing.freeing`), as soon as no request uses them:
+  the memory comes back at once however many loads follow each other.
 * One load per target at a time: concurrent requests for a cold model await the same
   task. Different targets load in parallel up to ``max_concurrent_loads``. A request
   waits at most ``wait_timeout`` seconds (then :class:`ModelNotReady`), while the
@@ -83,13 +85,17 @@ class ModelCache:
         self._clock = clock
         self._measure = measure
         self._cost = cost
-        self._measuring = 0  # loads being measured on the load thread
-        self._deferred: list[tuple[Entry, str]] = []  # unloads waiting for those measurements
         self._slots = asyncio.Semaphore(max_concurrent_loads)
         # Framework loads run on their own threads: one by default, since loads are
         # measured one at a time anyway and a fixed thread keeps per-thread framework
         # state from being charged to whichever model first ran on a new thread.
         self._load_executor = ThreadPoolExecutor(load_threads, thread_name_prefix="modelyard-load")
+        # Unloads free memory on a thread of their own: not the load thread, whose
+        # allocator caches would hand the freed chunks to the next load unseen by its
+        # measurement, and not the event loop, which must not wait for a measurement.
+        self._unload_executor = ThreadPoolExecutor(1, thread_name_prefix="modelyard-unload")
+        self._unloading: set[asyncio.Future[float]] = set()
+        self._closed = False
         self._entries: dict[Key, Entry] = {}
         self._current: dict[str, Entry] = {}
         self._loads: dict[str, asyncio.Task[Entry]] = {}
@@ -242,16 +248,7 @@ class ModelCache:
         try:
             started = time.perf_counter()
             load = functools.partial(self.loader.load_measured, path, self._measure)
-            # On the load thread, whose allocator caches hold no freed model to reuse
-            # (an evicted model's memory goes back to the event loop thread's), and with
-            # unloads held back meanwhile: a free inside the window would be subtracted.
-            self._measuring += 1
-            try:
-                model, size = await asyncio.get_running_loop().run_in_executor(self._load_executor, load)
-            finally:
-                self._measuring -= 1
-                if not self._measuring:
-                    self._flush_unloads()
+            model, size = await asyncio.get_running_loop().run_in_executor(self._load_executor, load)
             load_seconds = time.perf_counter() - started
         finally:
             residency.release(reservation)
@@ -337,23 +334,20 @@ class ModelCache:
             self._unload_soon(entry, reason)
 
     def _unload_soon(self, entry: Entry, reason: str) -> None:
-        if self._measuring:
-            self._deferred.append((entry, reason))
+        loop = asyncio.get_running_loop()
+        if self._closed:  # a request that outlived close(): its thread is gone
+            future: asyncio.Future[float] = loop.create_future()
+            future.set_result(_free(entry))
         else:
-            self._unload(entry, reason)
+            future = loop.run_in_executor(self._unload_executor, _free, entry)
+        self._unloading.add(future)
+        future.add_done_callback(functools.partial(self._unloaded, entry, reason))
 
-    def _flush_unloads(self) -> None:
-        deferred, self._deferred = self._deferred, []
-        for entry, reason in deferred:
-            self._unload(entry, reason)
-
-    def _unload(self, entry: Entry, reason: str) -> None:
-        started = time.perf_counter()
-        try:
-            entry.model.unload()
-        except Exception:  # a handler failing to clean up must not break the cache
-            log.exception("unloading %s failed", entry.target)
-        seconds = time.perf_counter() - started
+    def _unloaded(self, entry: Entry, reason: str, future: asyncio.Future[float]) -> None:
+        self._unloading.discard(future)
+        if future.cancelled():
+            return
+        seconds = future.result()
         self.events.unloaded(seconds)
         log.info(
             "evicted %s version %s (%s): %d bytes, %d hits, unloaded in %.1f ms",
@@ -456,6 +450,19 @@ class ModelCache:
         for entry in list(self._entries.values()):
             entry.pinned = False
             self._evict(entry, "shutdown")
-        self._measuring = 0
-        self._flush_unloads()
+        if self._unloading:
+            await asyncio.gather(*self._unloading, return_exceptions=True)
+        self._closed = True
         self._load_executor.shutdown(wait=False, cancel_futures=True)
+        self._unload_executor.shutdown(wait=False)
+
+
+def _free(entry: Entry) -> float:
+    """Unload ``entry``'s model outside every measuring window; returns the seconds it took."""
+    with sizing.freeing():
+        started = time.perf_counter()
+        try:
+            entry.model.unload()
+        except Exception:  # a handler failing to clean up must not break the cache
+            log.exception("unloading %s failed", entry.target)
+        return time.perf_counter() - started

@@ -5,24 +5,76 @@ cannot see, and a file's size says little about its size once loaded. So a load 
 measured as the growth of the C heap (glibc ``mallinfo2``: bytes in use, mmapped
 blocks included) across it, one measured load at a time. Where ``mallinfo2`` is not
 available the resident set size is used instead.
+
+Freeing memory inside a measuring window would be subtracted from the model being
+measured, so frees of evicted models go through :func:`freeing`: a free waits for
+the measurement under way, and a measurement waits for the frees already asked for.
+Frees never wait behind a stream of loads, so memory comes back however busy the
+cache is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-__all__ = ["heap_in_use", "limit_arenas", "measure", "rss_bytes"]
+__all__ = ["freeing", "heap_in_use", "limit_arenas", "measure", "measuring", "rss_bytes"]
 
 T = TypeVar("T")
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_lock = threading.Lock()
+
+
+class _Gate:
+    """One measurement at a time, and no free inside one; frees asked for go first."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._measuring = False
+        self._frees = 0  # frees waiting or running
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: not self._measuring and not self._frees)
+            self._measuring = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._measuring = False
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def freeing(self) -> Iterator[None]:
+        with self._changed:
+            self._frees += 1
+            self._changed.wait_for(lambda: not self._measuring)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._frees -= 1
+                self._changed.notify_all()
+
+
+_gate = _Gate()
+
+
+def measuring() -> contextlib.AbstractContextManager[None]:
+    """Hold a measuring window: no other measurement and no :func:`freeing` block runs meanwhile."""
+    return _gate.measuring()
+
+
+def freeing() -> contextlib.AbstractContextManager[None]:
+    """Free memory outside every measuring window (blocks while one is open; the next one waits for it)."""
+    return _gate.freeing()
 
 
 class _MallInfo2(ctypes.Structure):
@@ -93,10 +145,11 @@ def measure(fn: Callable[[], T]) -> tuple[T, int]:
     """Run ``fn`` and return its result with the bytes of memory it left allocated.
 
     Measurements are serialised so that two loads do not count each other's memory,
-    and the garbage collector is held off meanwhile: a collection inside the window
-    frees unrelated memory and would be subtracted from the model.
+    frees wait outside (:func:`freeing`), and the garbage collector is held off
+    meanwhile: a collection inside the window frees unrelated memory and would be
+    subtracted from the model.
     """
-    with _lock:
+    with measuring():
         collecting = gc.isenabled()
         gc.disable()
         try:
