@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -367,8 +368,8 @@ def start_server(
 
 
 @contextlib.contextmanager
-def running_server(*args: str, **kwargs: object) -> Iterator[Server]:
-    server = start_server(*args, **kwargs)  # type: ignore[arg-type]
+def running_server(store: str, disk_cache: Path, **kwargs: Any) -> Iterator[Server]:
+    server = start_server(store, disk_cache, **kwargs)
     try:
         yield server
     finally:

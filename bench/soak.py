@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+
 from artifacts import ensure_artifacts, make_store
 from benchlib import BENCH, BODY, CLIENT_CPU, ENDPOINT, OUT, RssSampler, log, percentiles, pin_self, running_server
 

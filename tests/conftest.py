@@ -86,6 +86,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., BackgroundServer]]:
     def start(store: str | Path, *, backend: Store | None = None, **options: Any) -> BackgroundServer:
         options.setdefault("disk_cache", tmp_path / f"disk-cache-{len(servers)}")
         options.setdefault("data_dir", tmp_path / f"data-{len(servers)}")
+        options.setdefault("model_roots", [tmp_path])  # control-plane endpoints may serve the test's folders
         settings = Settings.load(store=str(store), host="127.0.0.1", port=0, log_level="warning", **options)
         server = BackgroundServer(settings, backend)
         server.__enter__()

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from modelyard.cli import main
 from modelyard.errors import ValidationError
-from modelyard.planner import InstanceTable, ModelCosts, plan, simulate, single_model_cost
+from modelyard.instances import InstanceTable
+from modelyard.planner import ModelCosts, plan, simulate, single_model_cost
 from modelyard.traffic import Trace, parse_distribution, synthetic_trace
 
 

@@ -40,7 +40,14 @@ from typing import Any
 from modelyard import sizing
 from modelyard.artifacts import DiskCache, resolve_version
 from modelyard.entries import CacheEvents, Entry, Key
-from modelyard.errors import ArtifactNotFound, CacheFull, ModelNotReady, ModelTooLarge, ServiceUnavailable
+from modelyard.errors import (
+    ArtifactNotFound,
+    CacheFull,
+    InsufficientMemory,
+    ModelNotReady,
+    ModelTooLarge,
+    ServiceUnavailable,
+)
 from modelyard.handlers import Loader, Model
 from modelyard.policy import GDSF, EvictionPolicy, Residency
 from modelyard.store import Store
@@ -72,6 +79,7 @@ class ModelCache:
         measure: Callable[[Callable[[], Model]], tuple[Model, int]] = sizing.measure,
         events: CacheEvents | None = None,
         cost: Callable[[str, float], float] | None = None,
+        pin_budget: int | None = None,
     ) -> None:
         self.store = store
         self.disk = disk
@@ -81,6 +89,7 @@ class ModelCache:
         self.enabled = enabled
         self.policy: EvictionPolicy[Any] = policy if policy is not None else GDSF()
         self.residency: Residency[Key] = Residency(budget, self.policy)
+        self.pin_budget = budget if pin_budget is None else pin_budget
         self.events: CacheEvents = events if events is not None else CacheEvents()
         self._clock = clock
         self._measure = measure
@@ -397,8 +406,19 @@ class ModelCache:
     # -- operator actions -------------------------------------------------------
 
     async def pin(self, target: str) -> Entry:
-        """Load ``target`` (if needed) and keep it resident until :meth:`unpin`."""
+        """Load ``target`` (if needed) and keep it resident until :meth:`unpin`.
+
+        Pinned models hold at most ``pin_budget`` bytes: a pin beyond it is refused
+        (:class:`InsufficientMemory`), and the model stays as an ordinary resident one.
+        """
         async with self.use(target) as entry:
+            if not entry.pinned:
+                pinned = sum(e.size for e in self._entries.values() if e.pinned)
+                if pinned + entry.size > self.pin_budget:
+                    raise InsufficientMemory(
+                        f"Pinning '{target}' ({entry.size} bytes) would take pinned models past their limit of "
+                        f"{self.pin_budget} bytes ({pinned} pinned already)."
+                    )
             entry.pinned = True
         return entry
 

@@ -15,9 +15,9 @@ from pydantic import ByteSize, TypeAdapter
 from pydantic import ValidationError as PydanticError
 
 from modelyard.errors import ModelyardError
+from modelyard.instances import InstanceTable
 from modelyard.planner import (
     Candidate,
-    InstanceTable,
     ModelCosts,
     SingleModelCost,
     measure_store,

@@ -53,6 +53,7 @@ class Endpoint:
         *,
         cache: ModelCache | None = None,
         hub: MetricsHub | None = None,
+        disk: DiskCache | None = None,
     ) -> None:
         if store is None and settings.store is None:
             raise ValidationError("An endpoint needs a store: a folder or a URL such as s3://bucket/prefix/.")
@@ -67,7 +68,9 @@ class Endpoint:
             if cache is not None
             else ModelCache(
                 self.store,
-                DiskCache(settings.disk_cache_dir(), int(settings.disk), max_unpacked=int(settings.max_unpacked)),
+                disk
+                if disk is not None
+                else DiskCache(settings.disk_cache_dir(), int(settings.disk), max_unpacked=int(settings.max_unpacked)),
                 Loader(settings.framework, trusted=settings.trust_store),
                 budget=int(settings.memory),
                 max_concurrent_loads=settings.max_concurrent_loads,
@@ -76,6 +79,7 @@ class Endpoint:
                 enabled=settings.model_cache == "Enabled",
                 policy=POLICIES[settings.eviction](),
                 events=self.metrics,
+                pin_budget=int(settings.memory * settings.pinned_fraction),
             )
         )
         self.metrics.cache = self.cache

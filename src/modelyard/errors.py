@@ -21,10 +21,10 @@ boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a
     ├── ServiceUnavailable               ServiceUnavailable    503
     │   ├── CacheFull                    (every resident model is pinned or in use)
     │   └── StoreError                   (the store is unreachable or refuses us)
-    ├── container API only:
+    ├── container and repository APIs:
     │   ├── ModelAlreadyLoaded           409
     │   ├── ModelNotLoaded               404
-    │   └── InsufficientMemory           507
+    │   └── InsufficientMemory           507   (also: a pin past the pinned models' limit)
     └── control plane and authentication:
         ├── ControlValidation            ValidationException   400
         ├── UnrecognizedClient           UnrecognizedClientException 403

@@ -110,7 +110,15 @@ class Settings(BaseSettings):
     framework: str = "auto"
     """Handler for every artifact (``xgboost``...) or ``auto`` to detect it per artifact."""
     trust_store: bool = False
-    """Allow formats that run code when loaded (pickle, joblib, inference.py)."""
+    """Allow formats that run code when loaded (pickle, joblib, inference.py) from the default store."""
+    trusted_stores: list[str] = Field(default_factory=list)
+    """Store URL prefixes (``s3://bucket/trusted/``, folders) whose artifacts may run code when endpoints
+    created through the control plane serve them. Only the operator grants trust: never an API call."""
+    model_roots: list[Path] = Field(default_factory=list)
+    """Folders on this host that a ``ModelDataUrl`` given through the control plane may point into (the default
+    store's folder and the declared endpoints' folders are allowed too); other local folders are refused."""
+    pinned_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    """Largest share of the memory budget pinned models may hold (``--pin``, ``POST /models``, V2 load)."""
     preload: list[str] = Field(default_factory=list)
     """Target models loaded at start-up."""
     pin: list[str] = Field(default_factory=list)
@@ -160,6 +168,13 @@ class Settings(BaseSettings):
     def disk_cache_dir(self) -> Path:
         """The disk cache folder, defaulting under the user's cache directory."""
         return self.disk_cache or Path.home() / ".cache" / "modelyard" / self.endpoint_name
+
+    def trusts(self, url: str) -> bool:
+        """Whether artifacts under the store ``url`` may run code when loaded (see ``trusted_stores``)."""
+        from modelyard.store.location import within
+
+        trusted = [*self.trusted_stores, *([self.store] if self.trust_store and self.store else [])]
+        return within(url, trusted)
 
     def data_folder(self) -> Path:
         """The control plane's data folder."""

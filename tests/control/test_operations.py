@@ -6,14 +6,15 @@ from typing import Any
 
 import pytest
 
-from modelyard.control.catalog import Catalog
+from modelyard.control.catalog import SCHEMA_VERSION, Catalog
+from modelyard.control.endpoints import Deployer
 from modelyard.control.operations import ControlPlane
 from modelyard.errors import ControlValidation, ValidationError
 
 pytestmark = pytest.mark.anyio
 
 
-class FakeDeployer:
+class FakeDeployer(Deployer):
     def __init__(self) -> None:
         self.running: dict[str, dict[str, Any]] = {}
         self.fail: str | None = None
@@ -97,7 +98,7 @@ async def test_duplicates_and_missing_resources(plane: ControlPlane) -> None:
                 "EndpointConfigName": "c",
                 "ProductionVariants": [{"VariantName": "v", "ModelName": "m", "InitialInstanceCount": 0}],
             },
-            "between 1 and 64",
+            "initialInstanceCount.*greater than or equal to 1",
         ),
         ("Frobnicate", {}, "not supported"),
     ],
@@ -179,7 +180,7 @@ def test_schema_is_versioned(tmp_path: Path) -> None:
 
     Catalog(tmp_path / "c.sqlite3").close()
     db = sqlite3.connect(tmp_path / "c.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()

@@ -36,7 +36,8 @@ def server(serve: Callable[..., BackgroundServer], store_dir: Path) -> Backgroun
 
 
 def load(server: BackgroundServer, name: str, url: str) -> tuple[int, Any, bytes]:
-    return call(f"{server.url}/models", "POST", json.dumps({"model_name": name, "url": url}).encode())
+    body = json.dumps({"model_name": name, "url": url}).encode()
+    return call(f"{server.url}/models", "POST", body, {"Content-Type": "application/json"})
 
 
 def test_ping(server: BackgroundServer) -> None:

@@ -7,7 +7,11 @@ hand-written here, and compares in constant time. Unknown key →
 ``UnrecognizedClientException``; missing, wrong or expired (over 15 minutes off)
 signature → ``InvalidSignatureException``; a key whose policy does not cover the
 endpoint or the target model (SageMaker's ``sagemaker:TargetModel`` condition) →
-``AccessDeniedException``.
+``AccessDeniedException``. A key limited to endpoint name patterns is limited to them
+on the control plane too: it acts only on models, endpoint configs and endpoints whose
+names match.
+
+botocore is imported on the first verification, so a server without keys never loads it.
 """
 
 from __future__ import annotations
@@ -16,13 +20,9 @@ import fnmatch
 import hmac
 import time
 from calendar import timegm
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 
 from modelyard.errors import AccessDenied, InvalidSignature, UnrecognizedClient
 
@@ -42,9 +42,13 @@ class AccessKey:
     control: bool = True  # may call the control plane
     tags: dict[str, str] = field(default_factory=dict)
 
+    def may_name(self, name: str) -> bool:
+        """Whether this key may act on the resource ``name`` (endpoint, config or model)."""
+        return self.endpoints is None or any(fnmatch.fnmatchcase(name, p) for p in self.endpoints)
+
     def may_invoke(self, endpoint: str, target: str | None) -> bool:
         """Whether this key may invoke ``target`` on ``endpoint``."""
-        if self.endpoints is not None and not any(fnmatch.fnmatchcase(endpoint, p) for p in self.endpoints):
+        if not self.may_name(endpoint):
             return False
         if self.target_prefixes is not None:
             return target is not None and any(target.startswith(p) for p in self.target_prefixes)
@@ -85,9 +89,7 @@ class Verifier:
     def __bool__(self) -> bool:
         return bool(self.keys)
 
-    def verify(
-        self, method: str, host: str, raw_path: str, query: str, headers: dict[str, str], body: bytes
-    ) -> AccessKey:
+    def verify(self, method: str, raw_path: str, query: str, headers: Mapping[str, str], body: bytes) -> AccessKey:
         """The key that signed this request; raises when the signature does not hold.
 
         ``headers`` maps lower-case names to values as received.
@@ -105,11 +107,18 @@ class Verifier:
             raise InvalidSignature(f"Signature expired: {amz_date} is more than 15 minutes from the server's time.")
         if "host" not in signed:
             raise InvalidSignature("The host header must be signed.")
+        missing = [name for name in signed if name not in headers]
+        if missing:
+            raise InvalidSignature(f"The signed header {missing[0]} is missing from the request.")
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
         request = AWSRequest(
             method=method,
-            url=f"http://{headers.get('host', host)}{raw_path}" + (f"?{query}" if query else ""),
+            url=f"http://{headers['host']}{raw_path}" + (f"?{query}" if query else ""),
             data=body,
-            headers={name: headers[name] for name in signed if name in headers},
+            headers={name: headers[name] for name in signed},
         )
         request.context["timestamp"] = amz_date
         signer: Any = SigV4Auth(Credentials(key.id, key.secret), service, region)
@@ -135,3 +144,9 @@ class Verifier:
         """Raise :class:`AccessDenied` unless ``key`` may use the control plane."""
         if not key.control:
             raise AccessDenied(f"User: {key.id} is not authorized to perform: sagemaker:{operation}")
+
+    @staticmethod
+    def authorize_resource(key: AccessKey, operation: str, arn: str, name: str) -> None:
+        """Raise :class:`AccessDenied` unless ``key`` may act on the resource ``name`` (``arn``)."""
+        if not key.may_name(name):
+            raise AccessDenied(f"User: {key.id} is not authorized to perform: sagemaker:{operation} on resource: {arn}")

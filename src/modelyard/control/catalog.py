@@ -2,10 +2,10 @@
 
 One embedded SQLite file in the data folder (``<data>/control.sqlite3``); each
 resource is stored as the JSON document DescribeX returns, plus the columns lists
-filter and sort on. The schema is versioned with ``PRAGMA user_version`` and
-migrated forward when the file is opened. SQLite is used from one thread at a time
-(the event loop), and every change commits at once, so a crash loses nothing that
-was acknowledged.
+filter and sort on, and its tags (``ListTags``; not part of DescribeX). The schema is
+versioned with ``PRAGMA user_version`` and migrated forward when the file is opened.
+SQLite is used from one thread at a time (the event loop), and every change commits
+at once, so a crash loses nothing that was acknowledged.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 __all__ = ["KINDS", "Catalog"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KINDS = ("model", "endpoint_config", "endpoint")
 
 _MIGRATIONS: dict[int, list[str]] = {
@@ -35,6 +35,7 @@ _MIGRATIONS: dict[int, list[str]] = {
         )""",
         "CREATE INDEX resources_by_created ON resources (kind, created)",
     ],
+    2: ["ALTER TABLE resources ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'"],
 }
 
 
@@ -73,12 +74,21 @@ class Catalog:
         """Close the database."""
         self._db.close()
 
-    def insert(self, kind: str, name: str, doc: dict[str, Any], *, created: float, status: str | None = None) -> bool:
+    def insert(
+        self,
+        kind: str,
+        name: str,
+        doc: dict[str, Any],
+        *,
+        created: float,
+        status: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> bool:
         """Add a resource; False when one of that kind and name exists already."""
         try:
             self._db.execute(
-                "INSERT INTO resources (kind, name, created, modified, status, doc) VALUES (?, ?, ?, ?, ?, ?)",
-                (kind, name, created, created, status, json.dumps(doc)),
+                "INSERT INTO resources (kind, name, created, modified, status, doc, tags) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, name, created, created, status, json.dumps(doc), json.dumps(tags or {})),
             )
         except sqlite3.IntegrityError:
             return False
@@ -95,6 +105,22 @@ class Catalog:
         """A resource's document, or None."""
         row = self._db.execute("SELECT doc FROM resources WHERE kind = ? AND name = ?", (kind, name)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
+
+    def find(self, kind: str, lowered: str) -> str | None:
+        """The name of the ``kind`` resource whose lower-cased name is ``lowered`` (ARNs are lower case)."""
+        row = self._db.execute(
+            "SELECT name FROM resources WHERE kind = ? AND lower(name) = ? ORDER BY name", (kind, lowered)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def tags(self, kind: str, name: str) -> dict[str, str]:
+        """A resource's tags, in the order they were added."""
+        row = self._db.execute("SELECT tags FROM resources WHERE kind = ? AND name = ?", (kind, name)).fetchone()
+        return {} if row is None else dict(json.loads(row[0]))
+
+    def set_tags(self, kind: str, name: str, tags: dict[str, str]) -> None:
+        """Replace a resource's tags."""
+        self._db.execute("UPDATE resources SET tags = ? WHERE kind = ? AND name = ?", (json.dumps(tags), kind, name))
 
     def delete(self, kind: str, name: str) -> bool:
         """Remove a resource; False when there was none."""

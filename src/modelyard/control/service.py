@@ -6,13 +6,13 @@ import logging
 import os
 from typing import Any
 
-from modelyard.control.auth import AccessKey, Verifier
 from modelyard.control.catalog import Catalog
-from modelyard.control.deploy import EndpointDeployer, Registry
+from modelyard.control.deploy import Registry
+from modelyard.control.deployer import EndpointDeployer
 from modelyard.control.operations import ControlPlane
 from modelyard.errors import ControlValidation
+from modelyard.instances import InstanceTable
 from modelyard.metrics import MetricsHub
-from modelyard.planner import InstanceTable
 from modelyard.settings import EndpointSpec, Settings
 
 __all__ = ["ControlService"]
@@ -28,7 +28,7 @@ def _host_memory() -> int:
 
 
 class ControlService:
-    """Catalog (SQLite in the data folder), deployer, registry and verifier, built from settings."""
+    """Catalog (SQLite in the data folder), deployer and registry, built from settings."""
 
     def __init__(self, settings: Settings, hub: MetricsHub, *, host_memory: int | None = None) -> None:
         data = settings.data_folder()
@@ -36,9 +36,11 @@ class ControlService:
         self.registry = Registry()
         table = InstanceTable.load(settings.instance_types)
         memory = host_memory or _host_memory()
-        self.deployer = EndpointDeployer(settings, self.registry, table, data, host_memory=memory, hub=hub)
+        declared = [spec.model_data_url for spec in settings.endpoints]  # the operator's own: allowed folders
+        self.deployer = EndpointDeployer(
+            settings, self.registry, table, data, host_memory=memory, hub=hub, roots=declared
+        )
         self.plane = ControlPlane(self.catalog, self.deployer, region=settings.region)
-        self.verifier = Verifier(AccessKey(**key.model_dump()) for key in settings.access_keys)
         self._declared = list(settings.endpoints)
 
     async def start(self) -> None:

@@ -60,6 +60,7 @@ async def list_cache(request: Request) -> Response:
 
 async def invalidate(request: Request) -> Response:
     """Forget a target in memory and on disk."""
+    request.app.state.guard.change(request.scope, b"")
     target = validate_target(request.path_params["target"])
     primary_endpoint(request).cache.invalidate(target)
     return JSONResponse({"status": f"{target} invalidated."})

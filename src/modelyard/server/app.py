@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from modelyard.control.auth import Verifier
 from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
 from modelyard.errors import ModelyardError
@@ -20,6 +21,7 @@ from modelyard.server import admin, container, v2
 from modelyard.server.control import control_api
 from modelyard.server.dashboard import Series
 from modelyard.server.dashboard import routes as dashboard_routes
+from modelyard.server.guard import Guard
 from modelyard.server.responses import handle_error, handle_http_error, handle_unexpected
 from modelyard.server.runtime import InvocationsApp
 
@@ -36,8 +38,11 @@ def create_app(
     endpoint: Endpoint | None,
     control: ControlService | None = None,
     hub: MetricsHub | None = None,
+    guard: Guard | None = None,
 ) -> InvocationsApp:
     """The server for the default ``endpoint`` and the ``control`` plane's endpoints.
+
+    ``guard`` checks signatures and policies (none: no access keys, anyone on loopback).
 
     Its lifespan preloads the default endpoint's models, brings the control plane's
     endpoints back, and unloads everything at exit. The invocation routes are
@@ -46,6 +51,8 @@ def create_app(
     """
     if hub is None:
         hub = MetricsHub()
+    if guard is None:
+        guard = Guard(Verifier(()))
     if endpoint is not None and endpoint.metrics not in hub.members:
         hub.add(endpoint.metrics)
     series = Series(endpoint) if endpoint is not None else None
@@ -97,6 +104,7 @@ def create_app(
     app.state.endpoint = endpoint
     app.state.control = control
     app.state.hub = hub
+    app.state.guard = guard
     app.state.container_models = {}
     app.state.series = series
-    return InvocationsApp(app, endpoint, control)
+    return InvocationsApp(app, endpoint, control, guard)

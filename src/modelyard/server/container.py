@@ -27,11 +27,16 @@ from modelyard.errors import (
     ServiceUnavailable,
     ValidationError,
 )
+from modelyard.server.bodies import read_body
 from modelyard.server.context import primary_endpoint
+from modelyard.server.guard import Guard
+from modelyard.server.headers import headers_of
 from modelyard.server.responses import error_response
 from modelyard.server.runtime import respond
 
 __all__ = ["delete_model", "describe_model", "invoke_model", "list_models", "load_model", "ping"]
+
+MAX_BODY = 64 * 1024
 
 
 def _names(request: Request) -> dict[str, str]:
@@ -59,20 +64,25 @@ async def ping(request: Request) -> Response:
 
 
 async def load_model(request: Request) -> Response:
-    """``POST /models``: load and pin a model under a name."""
+    """``POST /models``: load and pin a model under a name (a JSON body; signed when keys are configured)."""
     endpoint = primary_endpoint(request)
+    body = await read_body(request.receive, headers_of(request.scope).content_length, MAX_BODY)
+    guard: Guard = request.app.state.guard
+    guard.change(request.scope, body, takes_json=True)
     try:
-        doc = json.loads(await request.body())
-        name, url = str(doc["model_name"]), str(doc.get("url") or doc["model_name"])
-    except (ValueError, KeyError, TypeError) as exc:
+        doc = json.loads(body)
+        name, url = doc["model_name"], doc.get("url") or doc["model_name"]
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ValidationError('Body must be JSON {"model_name": ..., "url": ...}.') from exc
+    if not isinstance(name, str) or not isinstance(url, str):
+        raise ValidationError('Body must be JSON {"model_name": ..., "url": ...} with text values.')
     prefix = endpoint.store.url.rstrip("/") + "/"
     target = validate_target(url[len(prefix) :] if url.startswith(prefix) else url)
     if name in _names(request):
         raise ModelAlreadyLoaded(f"Model {name} is already loaded.")
     try:
         await endpoint.cache.pin(target)
-    except (ModelTooLarge, CacheFull) as exc:
+    except (ModelTooLarge, CacheFull, InsufficientMemory) as exc:
         raise InsufficientMemory(f"Cannot load model {name}: {exc.message}") from exc
     _names(request)[name] = target
     return JSONResponse({"status": f"Model {name} loaded."})
@@ -104,6 +114,7 @@ async def describe_model(request: Request) -> Response:
 
 async def delete_model(request: Request) -> Response:
     """``DELETE /models/{name}``: unpin and unload."""
+    request.app.state.guard.change(request.scope, b"")
     target = _target(request)
     del _names(request)[request.path_params["name"]]
     endpoint = primary_endpoint(request)
@@ -123,7 +134,8 @@ class _InvokeModel:
         except ModelNotLoaded as exc:
             await error_response(exc.code, exc.status, exc.message)(scope, receive, send)
             return
-        await respond(primary_endpoint(request), scope, receive, send, target)
+        guard: Guard = request.app.state.guard
+        await respond(primary_endpoint(request), scope, receive, send, target, guard.invocation if guard.keys else None)
 
 
 invoke_model = _InvokeModel()

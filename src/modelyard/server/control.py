@@ -7,14 +7,18 @@ import json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelyard.control.auth import Verifier
 from modelyard.control.service import ControlService
 from modelyard.errors import ControlValidation
+from modelyard.server.bodies import read_body
+from modelyard.server.guard import Guard
+from modelyard.server.headers import headers_of
 from modelyard.server.responses import request_id
 
-__all__ = ["control_api"]
+__all__ = ["MAX_BODY", "control_api"]
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
+MAX_BODY = 1024 * 1024
+"""Largest control-plane request: SageMaker's own requests are a few KiB (100 tags, 100 environment keys)."""
 
 
 def _service(request: Request) -> ControlService:
@@ -27,22 +31,18 @@ def _service(request: Request) -> ControlService:
 async def control_api(request: Request) -> Response:
     """Run one SageMaker control-plane operation."""
     service = _service(request)
-    target = request.headers.get("x-amz-target", "")
+    target = headers_of(request.scope).get("x-amz-target") or ""
     prefix, _, operation = target.partition(".")
     if prefix != "SageMaker" or not operation:
-        raise ControlValidation(f"Unknown X-Amz-Target '{target}': expected SageMaker.<Operation>.")
-    body = await request.body()
-    if service.verifier:
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in request.scope["headers"]}
-        raw_path = request.scope.get("raw_path", b"/").decode("latin-1")
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        key = service.verifier.verify("POST", headers.get("host", ""), raw_path, query, headers, body)
-        Verifier.authorize_control(key, operation)
+        raise ControlValidation(f"Unknown X-Amz-Target '{target[:200]}': expected SageMaker.<Operation>.")
+    body = await read_body(request.receive, headers_of(request.scope).content_length, MAX_BODY, ControlValidation)
+    guard: Guard = request.app.state.guard
+    key = guard.control(request.scope, body, operation)
     try:
         document = json.loads(body or b"{}")
-    except ValueError as exc:
-        raise ControlValidation(f"The request body is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # RecursionError: a body nested beyond the parser's stack
+        raise ControlValidation(f"The request body is not JSON the server can read: {str(exc)[:200]}") from exc
     if not isinstance(document, dict):
         raise ControlValidation("The request body must be a JSON object.")
-    result = await service.plane.call(operation, document)
+    result = await service.plane.call(operation, document, key)
     return Response(json.dumps(result), media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": request_id()})

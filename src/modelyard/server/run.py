@@ -12,16 +12,20 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from modelyard import logs, sizing
+from modelyard.control.auth import AccessKey, Verifier
 from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
 from modelyard.errors import ValidationError
 from modelyard.metrics import MetricsHub
 from modelyard.server.app import create_app
+from modelyard.server.guard import Guard
 from modelyard.server.runtime import InvocationsApp
 from modelyard.settings import Settings
 from modelyard.store import Store
 
 __all__ = ["BackgroundServer", "serve"]
+
+log = logging.getLogger("modelyard.server")
 
 
 def build(
@@ -33,7 +37,15 @@ def build(
     control = ControlService(settings, hub) if settings.control else None
     if endpoint is None and control is None:
         raise ValidationError("Nothing to serve: give a store, or leave the control plane on.")
-    return create_app(endpoint, control, hub), endpoint, control
+    guard = Guard(Verifier(AccessKey(**key.model_dump()) for key in settings.access_keys))
+    if control is not None and not guard.keys:
+        log.warning(
+            "The control plane is open to every process that can reach %s:%s: anyone there may create, change "
+            "and delete endpoints. Configure access_keys to require SigV4 signatures, or --no-control.",
+            settings.host,
+            settings.port,
+        )
+    return create_app(endpoint, control, hub, guard), endpoint, control
 
 
 def _config(app: InvocationsApp, settings: Settings, *, uvicorn_logging: bool = True) -> uvicorn.Config:
@@ -63,7 +75,7 @@ def serve(settings: Settings, store: Store | None = None) -> None:
     logs.configure(settings.log_level, settings.log_format)
     sizing.limit_arenas(2)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.access_keys:
-        logging.getLogger("modelyard").warning(
+        log.warning(
             "Serving on %s without access keys: anyone who reaches it can invoke models and create endpoints. "
             "Configure access_keys to require SigV4 signatures.",
             settings.host,

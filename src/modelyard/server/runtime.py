@@ -18,23 +18,20 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from modelyard.control.auth import Verifier
 from modelyard.control.operations import ACCOUNT
 from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
-from modelyard.errors import AccessDenied, EndpointNotFound, ModelyardError, PayloadTooLarge
+from modelyard.errors import EndpointNotFound, ModelyardError, PayloadTooLarge
 from modelyard.logs import REQUEST_ID, new_request_id
 from modelyard.server.context import no_default_endpoint
+from modelyard.server.guard import Guard
+from modelyard.server.headers import headers_of
 from modelyard.server.responses import error_response
 
-__all__ = ["TARGET_HEADER", "InvocationsApp", "respond"]
+__all__ = ["InvocationsApp", "respond"]
 
 log = logging.getLogger("modelyard.server")
 
-TARGET_HEADER = b"x-amzn-sagemaker-target-model"
-ATTRIBUTES_HEADER = b"x-amzn-sagemaker-custom-attributes"
-VARIANT_HEADER = b"x-amzn-sagemaker-target-variant"
-_OPEN = frozenset({"/", "/ping", "/metrics"})  # "/" is the control plane, which checks signatures itself
 _PREFIX = "/endpoints/"
 _SUFFIX = "/invocations"
 
@@ -55,7 +52,7 @@ async def _read_body(receive: Receive, declared: int | None, limit: int) -> byte
             return body
 
 
-Authorize = Callable[[Scope, bytes, Endpoint, "str | None"], None]
+Authorize = Callable[[Scope, bytes, str, "str | None"], None]
 
 
 async def respond(
@@ -68,34 +65,30 @@ async def respond(
 ) -> None:
     """Answer one invocation; ``target`` overrides the target model header.
 
-    ``authorize`` checks the request (its signature covers the body) before the model runs.
+    ``authorize(scope, body, endpoint name, target)`` checks the request (its signature
+    covers the body) before the model runs.
     """
     started = time.perf_counter()
     rid = new_request_id()
     # Lines logged while serving (a load this request starts, a failure) carry the id. No
     # reset needed: the ASGI server runs each request in its own task, with its own context.
     REQUEST_ID.set(rid)
-    content_type = accept = attributes = None
-    declared: int | None = None
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            content_type = value.decode("latin-1")
-        elif name == TARGET_HEADER:
-            if target is None:
-                target = value.decode("utf-8", "replace")
-        elif name == b"accept":
-            accept = value.decode("latin-1")
-        elif name == b"content-length" and value.isdigit():
-            declared = int(value)
-        elif name == ATTRIBUTES_HEADER:
-            attributes = value.decode("utf-8", "replace")
     try:
-        body = await _read_body(receive, declared, endpoint.settings.max_payload)
+        headers = headers_of(scope)
+        if target is None:
+            target = headers.target
+        body = await _read_body(receive, headers.content_length, endpoint.settings.max_payload)
         if body is None:
             return
         if authorize is not None:
-            authorize(scope, body, endpoint, target)
-        prediction = await endpoint.invoke(target, body, content_type, accept, attributes)
+            authorize(scope, body, endpoint.name, target)
+        prediction = await endpoint.invoke(
+            target,
+            body,
+            headers.get("content-type"),
+            headers.get("accept"),
+            headers.text("x-amzn-sagemaker-custom-attributes"),
+        )
     except ModelyardError as exc:
         await _refuse(endpoint, scope, receive, send, rid, target, exc, started)
         return
@@ -103,14 +96,14 @@ async def respond(
         log.exception("internal failure invoking %r", target)
         await _refuse(endpoint, scope, receive, send, rid, target, exc, started)
         return
-    headers = [
+    answer = [
         (b"content-type", prediction.content_type.encode("latin-1")),
         (b"content-length", str(len(prediction.body)).encode("latin-1")),
         (b"x-amzn-invoked-production-variant", endpoint.variant_header),
         (b"x-amzn-requestid", rid.encode("latin-1")),
         (b"x-modelyard-cache", b"hit" if prediction.cache_hit else b"miss"),
     ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.start", "status": 200, "headers": answer})
     await send({"type": "http.response.body", "body": prediction.body})
     seconds = time.perf_counter() - started
     endpoint.metrics.invoked(target, prediction.model_seconds, seconds)
@@ -149,36 +142,22 @@ async def _refuse(
         endpoint.request_log.write(rid, target, status, time.perf_counter() - started, code=code)
 
 
-def _loopback(scope: Scope) -> bool:
-    client = scope.get("client")
-    host = client[0] if client else ""
-    return bool(host.startswith("127.") or host in ("::1", "localhost"))
-
-
 class InvocationsApp:
     """Serves the SageMaker invocation routes itself and hands every other request to ``app``.
 
     ``/endpoints/{name}/invocations`` goes to the default endpoint when ``name`` is
     its name, else to the control plane's deployment of that name (variant by
     ``X-Amzn-SageMaker-Target-Variant`` or weight, instance by model affinity).
-    With access keys configured, invocations must be signed (SigV4), and the routes
-    that are not SageMaker's own (container, V2, stats, dashboard) answer loopback
-    clients only; ``/ping`` and ``/metrics`` stay open.
+    Every request's headers are read here, once (:mod:`modelyard.server.headers`), and
+    checked by the server's :class:`~modelyard.server.guard.Guard`.
     """
 
-    def __init__(self, app: ASGIApp, endpoint: Endpoint | None, control: ControlService | None = None) -> None:
+    def __init__(self, app: ASGIApp, endpoint: Endpoint | None, control: ControlService | None, guard: Guard) -> None:
         self.app = app
         self.endpoint = endpoint
         self.control = control
-        self._authorize: Authorize | None = self._check if control is not None and control.verifier else None
-
-    def _check(self, scope: Scope, body: bytes, endpoint: Endpoint, target: str | None) -> None:
-        assert self.control is not None
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-        raw_path = bytes(scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        query = bytes(scope.get("query_string", b"")).decode("latin-1")
-        key = self.control.verifier.verify(scope["method"], headers.get("host", ""), raw_path, query, headers, body)
-        Verifier.authorize_invoke(key, endpoint.name, target)
+        self.guard = guard
+        self._authorize: Authorize | None = guard.invocation if guard.keys else None
 
     def _route(self, name: str, scope: Scope) -> Endpoint | None:
         if self.endpoint is not None and name == self.endpoint.name:
@@ -186,28 +165,21 @@ class InvocationsApp:
         deployment = self.control.registry.get(name) if self.control is not None else None
         if deployment is None:
             return None
-        target = variant = None
-        for header, value in scope["headers"]:
-            if header == TARGET_HEADER:
-                target = value.decode("utf-8", "replace")
-            elif header == VARIANT_HEADER:
-                variant = value.decode("utf-8", "replace")
-        return deployment.route(target, variant)
+        headers = headers_of(scope)
+        return deployment.route(headers.target, headers.variant)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
             try:
+                headers_of(scope)  # a meaningful header given twice is refused before anything reads one
                 if scope["method"] == "POST" and path.startswith(_PREFIX) and path.endswith(_SUFFIX):
                     name = path[len(_PREFIX) : -len(_SUFFIX)]
                     endpoint = self._route(name, scope) if name and "/" not in name else None
                     if endpoint is None:
                         raise EndpointNotFound(f"Endpoint {name} of account {ACCOUNT} not found.")
                     return await respond(endpoint, scope, receive, send, authorize=self._authorize)
-                if self._authorize is not None and path not in _OPEN and not _loopback(scope):
-                    raise AccessDenied(
-                        "Only SageMaker's own routes are served to other hosts when keys are configured."
-                    )
+                self.guard.reachable(scope)
                 if scope["method"] == "POST" and path == _SUFFIX:
                     if self.endpoint is None:
                         raise no_default_endpoint()

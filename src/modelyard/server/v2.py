@@ -232,12 +232,14 @@ async def repository_index(request: Request) -> Response:
 
 async def load(request: Request) -> Response:
     """``POST /v2/repository/models/{name}/load``: load and pin until ``unload``."""
+    request.app.state.guard.change(request.scope, await _body(request, 65536))
     await primary_endpoint(request).cache.pin(_target(request))
     return JSONResponse({})
 
 
 async def unload(request: Request) -> Response:
     """``POST /v2/repository/models/{name}/unload``: unpin and unload (404 when not loaded)."""
+    request.app.state.guard.change(request.scope, await _body(request, 65536))
     target = _target(request)
     cache = primary_endpoint(request).cache
     if cache.get(target) is None:
