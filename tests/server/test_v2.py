@@ -165,7 +165,7 @@ def test_gzip_body(server: BackgroundServer) -> None:
             400,
             "shape [2, 6] holds 12 values, the data has 11",
         ),
-        (LGB, infer_body([["a"] * 6], "FP64", "x"), 400, "Input 'x': its data is not FP64 values"),
+        (LGB, infer_body([["a"] * 6], "FP64", "x"), 400, "Input 'x': FP64 data cannot hold str values"),
         (LGB, infer_body([[1.0, 2.0]]), 424, "Input 'rows' has rows of 2 values, the model expects 6 features"),
         (LGB, infer_body(ROWS, outputs=[{"name": "leaf"}]), 424, "no output 'leaf'"),
         ("missing.tar.gz", infer_body(ROWS), 400, "Could not find model data"),

@@ -28,6 +28,7 @@ __all__ = [
     "datatype",
     "encode_response",
     "json_part",
+    "parameters",
     "parse_inputs",
     "requested_outputs",
     "split",
@@ -63,8 +64,56 @@ def json_part(data: bytes, what: str) -> Any:
     """A JSON request part (``{}`` when empty); ``what`` names it in the error."""
     try:
         return json.loads(data) if data.strip() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"The {what} is not valid JSON: {exc}") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise ValidationError(f"The {what} is not valid JSON: {str(exc)[:200]}") from exc
+
+
+def parameters(holder: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    """The ``parameters`` object of a request, an input or an output (``{}`` when absent)."""
+    found = holder.get("parameters")
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise ValidationError(f"The parameters of {what} must be an object, not {type(found).__name__}.")
+    return found
+
+
+#: what each datatype's JSON data may hold (bool is an int in Python: listed apart)
+_JSON_KINDS: dict[str, tuple[type, ...]] = {"BOOL": (bool,), "BYTES": (str,)}
+_INTEGERS = ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64")
+
+
+def _json_array(data: Any, kind: str, name: str) -> np.ndarray:
+    """JSON ``data`` (flat or nested lists) as a flat array of ``kind``, every element checked."""
+    flat = np.asarray(data if isinstance(data, list) else [data], dtype=object).reshape(-1)
+    if kind in _INTEGERS:
+        allowed: tuple[type, ...] = (int,)
+    elif kind in _JSON_KINDS:
+        allowed = _JSON_KINDS[kind]
+    else:
+        allowed = (int, float, type(None))  # null: a missing value (NaN)
+    found = {type(value) for value in flat}
+    wrong = found - set(allowed) if kind == "BOOL" else {t for t in found if t is bool or t not in allowed}
+    if list in wrong:
+        raise ValidationError(f"Input '{name}': its data holds lists of uneven lengths.")
+    if wrong:
+        shown = ", ".join(sorted("null" if t is type(None) else t.__name__ for t in wrong))
+        raise ValidationError(f"Input '{name}': {kind} data cannot hold {shown} values.")
+    if kind == "BYTES":
+        return flat
+    dtype = np.dtype(DATATYPES[kind])
+    if kind in _INTEGERS:
+        info = np.iinfo(dtype)
+        if flat.size and (min(flat) < info.min or max(flat) > info.max):
+            raise ValidationError(f"Input '{name}': a value is out of the range of {kind} ({info.min} to {info.max}).")
+        return flat.astype(dtype)
+    if type(None) in found:
+        flat = np.where([v is None for v in flat], np.nan, flat)
+    with np.errstate(over="raise"):
+        try:
+            return flat.astype(dtype)
+        except FloatingPointError:
+            raise ValidationError(f"Input '{name}': a value is out of the range of {kind}.") from None
 
 
 def split(body: bytes, header_length: str | None) -> tuple[dict[str, Any], memoryview]:
@@ -104,7 +153,7 @@ def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarra
     if kind not in DATATYPES:
         raise ValidationError(f"Input '{name}': datatype {kind!r} is not one of {', '.join(DATATYPES)}.")
     count = math.prod(shape)
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    size = parameters(tensor, f"input '{name}'").get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise ValidationError(f"Input '{name}': binary_data_size {size!r} runs past the body.")
@@ -122,9 +171,9 @@ def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarra
         if "data" not in tensor:
             raise ValidationError(f"Input '{name}' has no data.")
         try:
-            array = np.asarray(tensor["data"], dtype=object if kind == "BYTES" else DATATYPES[kind]).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"Input '{name}': its data is not {kind} values of one shape: {exc}") from exc
+            array = _json_array(tensor["data"], kind, name)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise ValidationError(f"Input '{name}': its data is not {kind} values of one shape.") from exc
         size = 0
     if array.size != count:
         raise ValidationError(f"Input '{name}': shape {shape} holds {count} values, the data has {array.size}.")
@@ -150,12 +199,15 @@ def parse_inputs(doc: Mapping[str, Any], binary: memoryview) -> dict[str, np.nda
 
 def requested_outputs(doc: Mapping[str, Any]) -> dict[str, bool]:
     """Requested output names, each with whether it goes back as binary data."""
-    default = bool((doc.get("parameters") or {}).get("binary_data_output", False))
+    default = bool(parameters(doc, "the request").get("binary_data_output", False))
     wanted: dict[str, bool] = {}
-    for output in doc.get("outputs") or []:
+    outputs = doc.get("outputs") or []
+    if not isinstance(outputs, list):
+        raise ValidationError("The requested outputs must be a list.")
+    for output in outputs:
         if not isinstance(output, dict) or not isinstance(output.get("name"), str):
             raise ValidationError("Every requested output must be an object with a name.")
-        wanted[output["name"]] = bool((output.get("parameters") or {}).get("binary_data", default))
+        wanted[output["name"]] = bool(parameters(output, f"output '{output['name']}'").get("binary_data", default))
     return wanted
 
 

@@ -207,7 +207,7 @@ async def _run(request: Request, endpoint: Endpoint) -> tuple[Response, float]:
             model_seconds = time.perf_counter() - clock
     finally:
         endpoint.inflight -= 1
-    default = bool((doc.get("parameters") or {}).get("binary_data_output", False))
+    default = bool(tensors.parameters(doc, "the request").get("binary_data_output", False))
     answer: dict[str, Any] = {"model_name": target, "model_version": model_version}
     if "id" in doc:
         answer["id"] = doc["id"]
