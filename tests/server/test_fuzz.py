@@ -141,7 +141,7 @@ def mutated(valid: dict[str, Any], keys: list[str]) -> st.SearchStrategy[dict[st
     return st.builds(replace, st.sampled_from(paths(valid)), json_values(keys))
 
 
-VALID_CONTROL = {
+VALID_CONTROL: dict[str, dict[str, Any]] = {
     "CreateModel": {
         "ModelName": "m",
         "Containers": [{"Image": "xgboost", "ModelDataUrl": "s3://b/p/", "Mode": "MultiModel", "Environment": {}}],
@@ -214,7 +214,7 @@ def test_container_load(server: BackgroundServer, body: bytes) -> None:
 
 
 TENSOR_KEYS = ["inputs", "outputs", "name", "shape", "datatype", "data", "parameters", "binary_data_size", "id"]
-VALID_INFER = {
+VALID_INFER: dict[str, Any] = {
     "id": "1",
     "inputs": [{"name": "x", "shape": [1, 6], "datatype": "FP32", "data": [1994, 3188, 5, 1.5, 1.62, 3]}],
     "outputs": [{"name": "predict", "parameters": {"binary_data": False}}],
