@@ -60,6 +60,13 @@ def main() -> None:
 @click.option("--preload", multiple=True, help="Target model to load at start-up (repeatable).")
 @click.option("--pin", multiple=True, help="Target model to load at start-up and never evict (repeatable).")
 @click.option(
+    "--model-root",
+    "model_roots",
+    multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder a control-plane ModelDataUrl may point into (repeatable).",
+)
+@click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Logging level.  [default: info]"
 )
 @click.option("--log-format", type=click.Choice(["text", "json"]), help="Log lines as text or JSON.  [default: text]")
@@ -80,6 +87,7 @@ def serve(
     s3_endpoint_url: str | None,
     preload: tuple[str, ...],
     pin: tuple[str, ...],
+    model_roots: tuple[Path, ...],
     **options: Any,
 ) -> None:
     """Serve the models under STORE (a folder, file://, s3://bucket/prefix/, memory://).
@@ -97,7 +105,14 @@ def serve(
 
     if s3_endpoint_url:
         options["store_options"] = {"endpoint": s3_endpoint_url}
-    settings = _settings(config, store=store, preload=list(preload) or None, pin=list(pin) or None, **options)
+    settings = _settings(
+        config,
+        store=store,
+        preload=list(preload) or None,
+        pin=list(pin) or None,
+        model_roots=list(model_roots) or None,
+        **options,
+    )
     try:
         run_server(settings)
     except ModelyardError as exc:
