@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from modelyard.artifacts import DiskCache, validate_target
 from modelyard.cache import ModelCache
 from modelyard.errors import ModelError, ModelyardError, ServiceUnavailable, ValidationError
-from modelyard.handlers import Loader, Model
+from modelyard.handlers import Loader, Model, import_soon
 from modelyard.logs import RequestLog
 from modelyard.metrics import Metrics, MetricsHub
 from modelyard.policy import POLICIES
@@ -92,8 +92,14 @@ class Endpoint:
             hub.add(self.metrics)
 
     async def start(self) -> None:
-        """Import the frameworks, then load the preloaded and pinned models."""
-        await asyncio.to_thread(self.cache.loader.import_frameworks)
+        """Load the preloaded and pinned models (importing their frameworks first when there are some).
+
+        Frameworks are otherwise imported in the background (:func:`~modelyard.handlers.import_soon`),
+        so an endpoint with nothing to preload is ready at once.
+        """
+        import_soon()
+        if self.settings.preload or self.settings.pin:
+            await asyncio.to_thread(self.cache.loader.import_frameworks)
         await self.cache.preload(list(self.settings.preload))
         for target in self.settings.pin:
             await self.cache.pin(target)

@@ -78,7 +78,7 @@ async def _open_existing_store(url: str, options: dict[str, str]) -> Store:
         raise ValidationError(f"ModelDataUrl {url} is not a folder on this host.")
     store = open_store(url, options)
     try:
-        await store.list()
+        await store.check()
     except ModelyardError as exc:
         raise ValidationError(f"Could not read ModelDataUrl {url}: {exc.message}") from exc
     return store

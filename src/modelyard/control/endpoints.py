@@ -39,6 +39,8 @@ log = logging.getLogger("modelyard.control")
 
 Operation = Callable[[Call], Awaitable[dict[str, Any]]]
 
+SETTLE_SECONDS = 1.0
+
 
 class Deployer(ABC):
     """What runs endpoints: the control plane only says what should run."""
@@ -130,6 +132,13 @@ class EndpointOperations:
         self._work[name] = task
         task.add_done_callback(lambda done: self._work.pop(name) if self._work.get(name) is done else None)
 
+    async def _settle(self, name: str, seconds: float = SETTLE_SECONDS) -> None:
+        """Give ``name``'s background work a moment: a quick deployment is InService by the reply,
+        so boto3's waiter, which sleeps 30 s between polls, finds it at its first poll."""
+        task = self._work.get(name)
+        if task is not None:
+            await asyncio.wait({task}, timeout=seconds)
+
     def _resolve(self, call: Call | None, config_name: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         config = self.resources.get("endpoint_config", config_name)
         models = {}
@@ -185,6 +194,7 @@ class EndpointOperations:
         }
         self.resources.create("endpoint", name, doc, status="Creating", tags=request.Tags)
         self._schedule(name, lambda: self._deploy(name, config, models, creating=True))
+        await self._settle(name)
         return {"EndpointArn": doc["EndpointArn"]}
 
     async def describe_endpoint(self, call: Call) -> dict[str, Any]:
@@ -209,6 +219,7 @@ class EndpointOperations:
         creating = doc["EndpointStatus"] == "Failed"
         self._set_status(name, "Updating")
         self._schedule(name, lambda: self._deploy(name, config, models, creating=creating))
+        await self._settle(name)
         return {"EndpointArn": doc["EndpointArn"]}
 
     async def update_endpoint_weights_and_capacities(self, call: Call) -> dict[str, Any]:

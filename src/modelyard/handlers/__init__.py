@@ -11,10 +11,13 @@ of each handler are in ``docs/frameworks.md``.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from modelyard import sizing
 from modelyard.errors import ArtifactInvalid, ValidationError
 from modelyard.handlers.base import Handler, Model, TensorSpec, require
 from modelyard.handlers.lightgbm import LightGBMHandler
@@ -24,13 +27,56 @@ from modelyard.handlers.python import PythonHandler
 from modelyard.handlers.sklearn import SklearnHandler
 from modelyard.handlers.xgboost import XGBoostHandler
 
-__all__ = ["HANDLERS", "Handler", "Loader", "Model", "TensorSpec", "require"]
+__all__ = ["HANDLERS", "Handler", "Loader", "Model", "TensorSpec", "frameworks", "import_soon", "require"]
 
 #: every handler modelyard ships, by name
 HANDLERS: dict[str, Handler] = {
     handler.name: handler
     for handler in (XGBoostHandler(), LightGBMHandler(), SklearnHandler(), ONNXHandler(), PythonHandler())
 }
+
+
+def frameworks(handlers: dict[str, Handler] | None = None) -> dict[str, str | None]:
+    """Each handler's framework version as installed (None: not installed), without importing it."""
+    distributions = importlib.metadata.packages_distributions()
+    found: dict[str, str | None] = {}
+    for name, handler in (handlers or HANDLERS).items():
+        if not handler.module:
+            found[name] = "built in"
+        elif importlib.util.find_spec(handler.module) is None:
+            found[name] = None
+        else:
+            dists = distributions.get(handler.module, [])
+            found[name] = importlib.metadata.version(dists[0]) if dists else "installed"
+    return found
+
+
+_importing: threading.Thread | None = None
+_importing_lock = threading.Lock()
+
+
+def _import(modules: list[str]) -> None:
+    for module in modules:
+        # an import allocates: never inside a load's measuring window
+        with sizing.measuring():
+            importlib.import_module(module)
+
+
+def import_soon() -> threading.Thread:
+    """Import every installed framework on a thread of its own, once per process.
+
+    A server starts answering (and its endpoints reach InService) at once; a request
+    for a model whose framework is still being imported waits for that import only.
+    """
+    global _importing
+    with _importing_lock:
+        if _importing is None:
+            modules = [
+                h.module for h in HANDLERS.values() if h.module and importlib.util.find_spec(h.module) is not None
+            ]
+            _importing = threading.Thread(target=_import, args=(modules,), name="modelyard-imports")
+            _importing.start()
+        return _importing
 
 
 def _listing(root: Path, limit: int = 8) -> str:
@@ -55,14 +101,11 @@ class Loader:
         self._warm: set[str] = set()
 
     def import_frameworks(self) -> list[str]:
-        """Import the installed frameworks now, so no first request pays for it."""
+        """Import the installed frameworks this loader may use now (blocking)."""
         chosen = [self.handlers[self.framework]] if self.framework != "auto" else list(self.handlers.values())
-        imported = []
-        for handler in chosen:
-            if handler.module and importlib.util.find_spec(handler.module) is not None:
-                importlib.import_module(handler.module)
-                imported.append(handler.module)
-        return imported
+        modules = [h.module for h in chosen if h.module and importlib.util.find_spec(h.module) is not None]
+        _import(modules)
+        return modules
 
     def detect(self, root: Path) -> tuple[Handler, Path]:
         """The handler for the artifact in ``root`` and the file it will load."""

@@ -24,6 +24,7 @@ from modelyard.server.dashboard import routes as dashboard_routes
 from modelyard.server.guard import Guard
 from modelyard.server.responses import handle_error, handle_http_error, handle_unexpected
 from modelyard.server.runtime import InvocationsApp
+from modelyard.server.startup import announce
 
 __all__ = ["create_app"]
 
@@ -65,9 +66,12 @@ def create_app(
             series.start()
         if control is not None:
             await control.start()
+        check = announce(endpoint, control)
         try:
             yield
         finally:
+            if check is not None:
+                check.cancel()
             if control is not None:
                 await control.close()
             if series is not None:

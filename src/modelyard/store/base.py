@@ -8,7 +8,7 @@ obstore's exceptions into :mod:`modelyard.errors` at the boundary.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -98,3 +98,8 @@ class Store:
                 await obstore.delete_async(self.backend, key)
         except ArtifactNotFound:
             pass
+
+    async def check(self) -> None:
+        """Raise :class:`StoreError` unless the store answers (one metadata request, no listing)."""
+        with suppress(ArtifactNotFound):  # it answered: the object is absent, as expected
+            await self.head(".modelyard-reachability-check")
