@@ -154,37 +154,37 @@ def test_a_new_endpoint_is_in_service_at_the_waiters_first_poll(fresh_server: st
 
 def test_serve_says_what_it_serves_and_whether_the_store_answers(tmp_path: Path) -> None:
     port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelyard",
-            "serve",
-            "s3://models/prefix/",
-            "--s3-endpoint-url",
-            f"http://127.0.0.1:{free_port()}",
-            "--port",
-            str(port),
-            "--memory",
-            "3GiB",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--disk-cache",
-            str(tmp_path / "disk"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_REGION": "us-east-1"},
-    )
-    lines: list[str] = []
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
+    output = tmp_path / "server.log"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelyard",
+                "serve",
+                "s3://models/prefix/",
+                "--s3-endpoint-url",
+                f"http://127.0.0.1:{free_port()}",
+                "--port",
+                str(port),
+                "--memory",
+                "3GiB",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--disk-cache",
+                str(tmp_path / "disk"),
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_REGION": "us-east-1"},
+        )
+    deadline = time.monotonic() + 30
     try:
-        while time.monotonic() < deadline and not any("does not answer" in line for line in lines):
-            lines.append(process.stdout.readline().decode())
+        while time.monotonic() < deadline and "does not answer" not in output.read_text():
+            time.sleep(0.1)
     finally:
         stop_process(process)
-    text = "".join(lines)
+    text = output.read_text()
     assert "serving endpoint modelyard from s3://models/prefix/: memory budget 3.0 GiB" in text
     assert "frameworks: xgboost" in text
     assert "The store s3://models/prefix/ of endpoint modelyard does not answer" in text
