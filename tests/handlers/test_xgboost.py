@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,26 @@ def test_no_model_file_names_what_was_found(tmp_path: Path) -> None:
 def test_corrupt_model_file(tmp_path: Path) -> None:
     with pytest.raises(ArtifactInvalid, match="not a valid XGBoost model"):
         Loader().load(write(tmp_path, "xgboost-model", b"{not really"))
+
+
+def test_an_empty_model_file_is_refused_not_a_crash(tmp_path: Path) -> None:
+    # XGBoost aborts the whole process on an empty buffer: checked in a process of its own
+    root = write(tmp_path, "xgboost-model", b"")
+    code = (
+        "import sys; from pathlib import Path; from modelyard.errors import ArtifactInvalid; "
+        "from modelyard.handlers import Loader\n"
+        "try:\n    Loader().load(Path(sys.argv[1]))\nexcept ArtifactInvalid as exc:\n    print(exc.message)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout.decode().strip() == "'xgboost-model' is not a valid XGBoost model: it is empty."
+
+
+def test_load_errors_name_no_host_path(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactInvalid) as caught:
+        Loader().load(write(tmp_path, "xgboost-model", b"garbage" * 10))
+    assert str(tmp_path) not in caught.value.message
+    assert "/workspace/" not in caught.value.message  # XGBoost's own source location
 
 
 def test_unknown_framework_is_refused() -> None:
