@@ -12,7 +12,8 @@ boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a
     │   ├── EndpointNotFound
     │   ├── InvalidTargetModel
     │   ├── ArtifactNotFound
-    │   ├── ArtifactInvalid              (corrupt archive, no model file, unsafe member)
+    │   ├── ArtifactInvalid              (no model file, unsafe member, unpacks too large)
+    │   │   └── ArtifactUnreadable       (corrupt or truncated archive)
     │   ├── PayloadTooLarge
     │   ├── UnsupportedContentType
     │   └── ModelTooLarge                (larger than the whole memory budget)
@@ -20,7 +21,8 @@ boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a
     ├── ModelNotReady                    ModelNotReadyException 429
     ├── ServiceUnavailable               ServiceUnavailable    503
     │   ├── CacheFull                    (every resident model is pinned or in use)
-    │   └── StoreError                   (the store is unreachable or refuses us)
+    │   ├── StoreError                   (the store is unreachable or refuses us)
+    │   └── DiskUnavailable              (the disk cache cannot be written)
     ├── container and repository APIs:
     │   ├── ModelAlreadyLoaded           409
     │   ├── ModelNotLoaded               404
@@ -38,8 +40,10 @@ __all__ = [
     "AccessDenied",
     "ArtifactInvalid",
     "ArtifactNotFound",
+    "ArtifactUnreadable",
     "CacheFull",
     "ControlValidation",
+    "DiskUnavailable",
     "EndpointNotFound",
     "InsufficientMemory",
     "InvalidSignature",
@@ -100,6 +104,10 @@ class ArtifactInvalid(ValidationError):
     """The artifact cannot be unpacked or holds no model a handler can load."""
 
 
+class ArtifactUnreadable(ArtifactInvalid):
+    """The archive is corrupt or truncated (and was not being rewritten while it was read)."""
+
+
 class PayloadTooLarge(ValidationError):
     """The request body is larger than the endpoint accepts."""
 
@@ -146,6 +154,10 @@ class CacheFull(ServiceUnavailable):
 
 class StoreError(ServiceUnavailable):
     """The store failed in a way that is not the caller's fault (network, permissions)."""
+
+
+class DiskUnavailable(ServiceUnavailable):
+    """The disk cache cannot be written (read-only file system, no permission, disk full)."""
 
 
 class ModelAlreadyLoaded(ModelyardError):
