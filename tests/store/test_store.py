@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import obstore
@@ -29,6 +30,14 @@ async def exercise(store: Store) -> None:
     await store.delete("eu/fr/Paris.tar.gz")
     await store.delete("eu/fr/Paris.tar.gz")
     assert [o.key for o in await store.list("eu/")] == ["eu/de/Berlin.tar.gz"]
+    big = bytes(range(256)) * 2048  # 512 KiB, read as a stream of chunks on a worker thread
+    await store.put("big.bin", big)
+    info, content = await store.open("big.bin", inline=1000)
+    assert info.size == len(big)
+    assert not isinstance(content, bytes)
+    assert await asyncio.to_thread(lambda: b"".join(bytes(chunk) for chunk in content)) == big
+    assert await store.any_under("eu/")
+    assert not await store.any_under("us/")
 
 
 async def test_local_folder(tmp_path: Path) -> None:
