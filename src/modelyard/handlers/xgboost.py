@@ -29,6 +29,7 @@ import numpy as np
 
 from modelyard.errors import ArtifactInvalid, ModelError
 from modelyard.handlers.base import Handler, Model, require
+from modelyard.handlers.nesting import MAX_DEPTH, too_deep
 
 __all__ = ["XGBoostHandler", "XGBoostModel"]
 
@@ -173,6 +174,10 @@ class XGBoostHandler(Handler):
         else:
             if size < 2:  # XGBoost aborts the whole process on an empty buffer
                 raise ArtifactInvalid(f"'{model_file.name}' is not a valid XGBoost model: it is empty.")
+            if too_deep(data):  # XGBoost's recursive parser would overflow the stack and end the process
+                raise ArtifactInvalid(
+                    f"'{model_file.name}' is not a valid XGBoost model: it nests deeper than {MAX_DEPTH} levels."
+                )
             booster = xgb.Booster()
             try:
                 booster.load_model(data)
