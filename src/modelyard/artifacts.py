@@ -36,6 +36,7 @@ from modelyard.errors import (
     ModelTooLarge,
     ModelyardError,
     ServiceUnavailable,
+    release_frames,
 )
 from modelyard.settings import Settings
 from modelyard.store import ObjectInfo, Store
@@ -171,10 +172,14 @@ class DiskCache:
         if (cached := self._leased(target, info.version)) is not None:
             return cached
         started = time.perf_counter()
-        if members is None:
-            info, path, size = await self._download_file(store, target)
-        else:
-            path, size = await self._download_folder(store, target, info, members)
+        try:
+            if members is None:
+                info, path, size = await self._download_file(store, target)
+            else:
+                path, size = await self._download_folder(store, target, info, members)
+        except BaseException as exc:
+            release_frames(exc)  # no downloaded buffer lives on in the stored error
+            raise
         seconds = time.perf_counter() - started
         self._drop_other_versions(target)
         if (target, info.version) in self._entries:  # a discarded entry still leased: its folder was replaced

@@ -36,6 +36,8 @@ boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a
 
 from __future__ import annotations
 
+import traceback
+
 __all__ = [
     "AccessDenied",
     "ArtifactInvalid",
@@ -210,3 +212,21 @@ class AccessDenied(ModelyardError):
 
     code = "AccessDeniedException"
     status = 403
+
+
+def release_frames(error: BaseException) -> None:
+    """Drop the local variables held by ``error``'s traceback and those of its causes.
+
+    A failed load is kept as an exception (by the load task, by reference cycles only
+    the garbage collector breaks), and its frames would keep what they held alive with
+    it: a model file read into memory, a buffer. The tracebacks stay printable.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]

@@ -82,6 +82,24 @@ def test_a_decompression_bomb_is_refused_at_once(
     assert invoke(client, "Houston_TX.tar.gz") == pytest.approx(EXPECTED)
 
 
+def test_a_refused_model_file_does_not_stay_in_memory(serve: Callable[..., BackgroundServer], store_dir: Path) -> None:
+    # 192 MiB of zeros: under the 256 MiB limit of a 64 MiB budget, so XGBoost reads it, then refuses it
+    (store_dir / "junk.tar.gz").write_bytes(zero_bomb((("xgboost-model", 192 * MIB),)))
+    server = serve(store_dir, memory="64MiB")
+    client = runtime_client(server.url)
+    gc.collect()
+    gc.disable()  # the error's reference cycles are not collected: nothing may hang on them
+    try:
+        before = sizing.rss_bytes()
+        status, _, message = refused(client, "junk.tar.gz")
+        grown = sizing.rss_bytes() - before
+    finally:
+        gc.enable()
+    assert status == 400
+    assert "not a valid XGBoost model" in message
+    assert grown < 32 * MIB, f"RSS grew {grown / MIB:.0f} MiB"
+
+
 def test_an_artifact_that_cannot_load_leaves_the_disk_tier(
     serve: Callable[..., BackgroundServer], store_dir: Path, tmp_path: Path
 ) -> None:

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from modelyard import sizing
-from modelyard.errors import ArtifactInvalid, ModelyardError, ValidationError
+from modelyard.errors import ArtifactInvalid, ModelyardError, ValidationError, release_frames
 from modelyard.handlers.base import Handler, Model, TensorSpec, require
 from modelyard.handlers.lightgbm import LightGBMHandler
 from modelyard.handlers.memory import small_python_objects
@@ -88,15 +88,19 @@ def _listing(root: Path, limit: int = 8) -> str:
 
 
 @contextmanager
-def _paths_hidden(root: Path) -> Iterator[None]:
-    """Errors name files by their path inside the artifact, never by where it sits on this host.
+def _load_errors(root: Path) -> Iterator[None]:
+    """A failed load's error: it keeps nothing alive, and names files by their path in the artifact.
 
     Framework and user code put absolute paths in their messages (``model_fn`` gets
-    the folder's path); clients must not see them, so they are rewritten here.
+    the folder's path); clients must not see them, so they are rewritten here. The
+    frames of the error drop their locals (:func:`~modelyard.errors.release_frames`).
     """
     try:
         yield
-    except ModelyardError as exc:
+    except BaseException as exc:
+        release_frames(exc)  # a model file read into memory must not live on in the error
+        if not isinstance(exc, ModelyardError):
+            raise
         message = exc.message
         for folder in dict.fromkeys((str(root), os.path.realpath(root))):
             message = message.replace(folder + os.sep, "").replace(folder, ".")
@@ -148,7 +152,7 @@ class Loader:
 
     def load(self, root: Path) -> Model:
         """Detect the handler and load the model."""
-        with _paths_hidden(root):
+        with _load_errors(root):
             handler, model_file = self.detect(root)
             return handler.load(model_file, trusted=self.trusted)
 
@@ -163,7 +167,7 @@ class Loader:
         Python objects (``Handler.python_objects``) the small objects the C heap
         measurement cannot see are added (:mod:`modelyard.handlers.memory`).
         """
-        with _paths_hidden(root):
+        with _load_errors(root):
             return self._load_measured(root, measure)
 
     def _load_measured(
