@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: members one archive may hold
-MAX_MEMBERS = 100_000
+MAX_MEMBERS = 10_000  # a real artifact holds tens of files; each costs an inode and a few syscalls
 _BLOCK = 256 * 1024
 _DRAIN = 1024 * 1024  # read past the tar end marker so the compressor checks its CRC
 _XZ_MEMORY = 16 * 1024 * 1024  # xz's default preset (6) needs 9 MiB to decompress; 7 needs 17
