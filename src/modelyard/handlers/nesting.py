@@ -4,8 +4,8 @@ XGBoost parses a model file recursively, in C++: a file nested some 30,000 deep
 overflows the loading thread's stack and ends the whole process. A real model nests
 about six deep, so a handler refuses a document nesting deeper than
 :data:`MAX_DEPTH` before the framework sees it. A document opening no more
-containers than that cannot nest deeper, which is what small models do (two byte
-counts); larger ones are scanned: JSON with numpy, a block at a time, strings and
+containers than that cannot nest deeper, which is what small models do (one count
+of bytes); larger ones are scanned: JSON with numpy, a block at a time, strings and
 escapes honoured; UBJSON token by token, with fixed-size typed arrays (where a
 model's numbers are) skipped whole.
 """
@@ -38,7 +38,8 @@ def too_deep(data: bytes | bytearray, limit: int = MAX_DEPTH) -> bool:
     for JSON or a letter for UBJSON; anything else XGBoost refuses by itself. UBJSON
     that cannot be walked counts as too deep: what is not read here is not parsed there.
     """
-    if data.count(b"[") + data.count(b"{") <= limit:
+    # "[" is 0x5B and "{" 0x7B: the only bytes that become 0x7B once bit 0x20 is set
+    if np.count_nonzero((np.frombuffer(data, dtype=np.uint8) | 0x20) == 0x7B) <= limit:
         return False
     kind = _format(data)
     if kind == "json":
