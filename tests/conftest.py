@@ -83,11 +83,12 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., BackgroundServer]]:
     """Start servers on 127.0.0.1 (free port); all stopped at teardown."""
     servers: list[BackgroundServer] = []
 
-    def start(store: str | Path, *, backend: Store | None = None, **options: Any) -> BackgroundServer:
+    def start(store: str | Path | None, *, backend: Store | None = None, **options: Any) -> BackgroundServer:
         options.setdefault("disk_cache", tmp_path / f"disk-cache-{len(servers)}")
         options.setdefault("data_dir", tmp_path / f"data-{len(servers)}")
         options.setdefault("model_roots", [tmp_path])  # control-plane endpoints may serve the test's folders
-        settings = Settings.load(store=str(store), host="127.0.0.1", port=0, log_level="warning", **options)
+        where = str(store) if store is not None else None  # None: the control plane alone
+        settings = Settings.load(store=where, host="127.0.0.1", port=0, log_level="warning", **options)
         server = BackgroundServer(settings, backend)
         server.__enter__()
         servers.append(server)

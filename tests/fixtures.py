@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import json
+import tarfile
 import threading
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +278,56 @@ def onnx_graph(kind: str = "two_inputs") -> bytes:
     graph = helper.make_graph(nodes, kind, inputs, outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     return bytes(model.SerializeToString())
+
+
+# -- decompression bombs ----------------------------------------------------------
+
+_ZERO_BLOCK = 8 * 1024 * 1024
+
+
+@functools.cache
+def _deflated_zeros(size: int) -> bytes:
+    """``size`` zero bytes as raw deflate blocks ending on a full flush (they can be repeated)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(bytes(size)) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+def _deflated(data: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+@functools.cache
+def zero_bomb(members: tuple[tuple[str, int], ...]) -> bytes:
+    """A valid ``.tar.gz`` of zero-filled files ``(name, size)``: a few MB that unpack to GBs.
+
+    Each 8 MiB of zeros is compressed once and its deflate blocks repeated (a full
+    flush makes them independent), so 2 GiB cost about a second to build, mostly the CRC.
+    """
+    parts = [b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"]
+    crc = total = 0
+    zeros = bytes(_ZERO_BLOCK)
+
+    def add_zeros(count: int) -> None:
+        nonlocal crc
+        full, rest = divmod(count, _ZERO_BLOCK)
+        parts.extend([_deflated_zeros(_ZERO_BLOCK)] * full)
+        for _ in range(full):
+            crc = zlib.crc32(zeros, crc)
+        if rest:
+            parts.append(_deflated_zeros(rest))
+            crc = zlib.crc32(zeros[:rest], crc)
+
+    for name, size in members:
+        info = tarfile.TarInfo(name)
+        info.size = size
+        header = info.tobuf(format=tarfile.GNU_FORMAT)
+        parts.append(_deflated(header))
+        crc = zlib.crc32(header, crc)
+        add_zeros(size + (-size) % tarfile.BLOCKSIZE)
+        total += len(header) + size + (-size) % tarfile.BLOCKSIZE
+    add_zeros(2 * tarfile.BLOCKSIZE)  # the end-of-archive marker
+    total += 2 * tarfile.BLOCKSIZE
+    parts.append(zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH))  # the final (empty) block
+    parts.append(crc.to_bytes(4, "little") + (total & 0xFFFFFFFF).to_bytes(4, "little"))
+    return b"".join(parts)

@@ -1,16 +1,29 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+import time
+import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
-from obstore.store import MemoryStore
+from obstore.store import LocalStore, MemoryStore
 
 from modelyard.artifacts import DiskCache, resolve_version, validate_target
 from modelyard.demo import make_artifact as tar_gz
-from modelyard.errors import ArtifactInvalid, ArtifactNotFound, InvalidTargetModel
+from modelyard.diskroot import MARKER
+from modelyard.errors import (
+    ArtifactInvalid,
+    ArtifactNotFound,
+    InvalidTargetModel,
+    ModelTooLarge,
+    ServiceUnavailable,
+    ValidationError,
+)
 from modelyard.store import Store, open_store
+from tests.fixtures import zero_bomb
 
 pytestmark = pytest.mark.anyio
 
@@ -20,6 +33,17 @@ def evil_tar(member: tarfile.TarInfo, content: bytes = b"x") -> bytes:
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         member.size = len(content) if member.isfile() else 0
         archive.addfile(member, io.BytesIO(content) if member.isfile() else None)
+    return buffer.getvalue()
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    """An uncompressed tar holding ``files``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
 
 
@@ -50,7 +74,8 @@ def test_bad_targets_are_refused(target: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "target", ["Houston_TX.tar.gz", "eu/de/Berlin.tar.gz", "model v2.json", "a..b.tar.gz", "x" * 1024]
+    "target",
+    ["Houston_TX.tar.gz", "eu/de/Berlin.tar.gz", "model v2.json", "a..b.tar.gz", ("x" * 254 + "/") * 4 + "abcd"],
 )
 def test_good_targets_pass(target: str) -> None:
     assert validate_target(target) == target
@@ -71,7 +96,7 @@ async def test_single_file_and_folder_artifacts(store: Store, disk: DiskCache) -
     await store.put("folder/sub/b.txt", b"bb")
     single = await disk.fetch(store, "one/model.json")
     assert (single.path / "model.json").read_bytes() == b"{}"
-    folder = await disk.fetch(store, "folder")
+    folder = await disk.fetch(store, "folder/")
     assert (folder.path / "sub" / "b.txt").read_bytes() == b"bb"
     assert folder.disk_size == 3
 
@@ -118,7 +143,7 @@ async def test_unsafe_or_corrupt_archives_are_refused(
         await disk.fetch(store, "bad.tar.gz")
     assert not (tmp_path / "escape.txt").exists()
     assert not (tmp_path / "outside").exists()
-    assert [p.name for p in disk.root.iterdir()] == []  # nothing half-written
+    assert [p.name for p in disk.root.iterdir()] == [MARKER]  # nothing half-written
 
 
 async def test_tar_bomb_is_bounded(store: Store, tmp_path: Path) -> None:
@@ -152,11 +177,12 @@ async def test_disk_cache_survives_restart(store: Store, tmp_path: Path) -> None
     disk = DiskCache(tmp_path / "disk", 10_000, max_unpacked=1_000_000)
     await store.put("m.tar.gz", tar_gz({"f": b"abc"}))
     disk.release(await disk.fetch(store, "m.tar.gz"))
-    (tmp_path / "disk" / ".tmp-leftover").mkdir()
+    leftover = tmp_path / "disk" / f".tmp-{'0' * 40}-12345678"  # a download cut short by a crash
+    leftover.mkdir()
     reopened = DiskCache(tmp_path / "disk", 10_000, max_unpacked=1_000_000)
     assert reopened.used == 3
     assert (await reopened.fetch(store, "m.tar.gz")).from_disk
-    assert not (tmp_path / "disk" / ".tmp-leftover").exists()
+    assert not leftover.exists()
 
 
 async def test_local_store_refuses_traversal(tmp_path: Path) -> None:
@@ -166,3 +192,152 @@ async def test_local_store_refuses_traversal(tmp_path: Path) -> None:
     for target in ("../secret.txt", "a/../../secret.txt"):
         with pytest.raises(InvalidTargetModel):
             await disk.fetch(store, target)
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("budget", "max_unpacked", "max_loadable", "error", "message"),
+    [
+        (MIB, 100 * MIB, None, ModelTooLarge, "whole disk cache budget"),
+        (100 * MIB, 100 * MIB, MIB, ModelTooLarge, "whole budget of memory"),
+        (100 * MIB, MIB, 100 * MIB, ArtifactInvalid, "max_unpacked"),
+    ],
+)
+async def test_an_artifact_is_bounded_by_every_budget(
+    store: Store,
+    tmp_path: Path,
+    budget: int,
+    max_unpacked: int,
+    max_loadable: int | None,
+    error: type[Exception],
+    message: str,
+) -> None:
+    loadable: dict[str, Any] = {"max_loadable": max_loadable} if max_loadable is not None else {}
+    disk = DiskCache(tmp_path / "disk", budget, max_unpacked=max_unpacked, **loadable)
+    await store.put("big.tar.gz", zero_bomb((("xgboost-model", 2 * MIB),)))
+    await store.put("ok.tar.gz", zero_bomb((("xgboost-model", MIB // 2),)))
+    with pytest.raises(error, match=message):
+        await disk.fetch(store, "big.tar.gz")
+    assert [p.name for p in disk.root.iterdir()] == [MARKER]
+    assert (await disk.fetch(store, "ok.tar.gz")).disk_size == MIB // 2
+    assert disk.limit == MIB
+
+
+@pytest.mark.parametrize("name", ["model.bin", "model.tar"])
+async def test_large_artifacts_stream_through_bounded_memory(tmp_path: Path, name: str) -> None:
+    content = os.urandom(24 * MIB)
+    store = open_store(str(tmp_path / "store"))
+    await store.put(name, content if name == "model.bin" else tar_of({"xgboost-model": content}))
+    disk = DiskCache(tmp_path / "disk", 100 * MIB, max_unpacked=100 * MIB)
+    tracemalloc.start()
+    try:
+        artifact = await disk.fetch(store, name)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MIB  # a few chunks, never the object
+    on_disk = artifact.path / ("xgboost-model" if name == "model.tar" else name)
+    assert on_disk.read_bytes() == content
+
+
+async def test_a_folder_artifact_is_named_with_a_trailing_slash(store: Store, disk: DiskCache) -> None:
+    await store.put("Houston/xgboost-model", b"abc")
+    with pytest.raises(ArtifactNotFound, match="trailing slash: 'Houston/'") as caught:
+        await disk.fetch(store, "Houston")
+    assert "xgboost-model" not in caught.value.message
+    assert len(disk) == 0
+    assert (await disk.fetch(store, "Houston/")).disk_size == 3
+    with pytest.raises(ArtifactNotFound) as absent:
+        await disk.fetch(store, "Dallas")
+    assert "trailing slash" not in absent.value.message
+
+
+async def test_a_folder_larger_than_the_limit_is_refused_before_its_download(store: Store, tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path / "disk", 10 * MIB, max_unpacked=MIB)
+    for i in range(3):
+        await store.put(f"big/part-{i}.bin", bytes(MIB // 2))
+    with pytest.raises(ArtifactInvalid, match="larger than"):
+        await disk.fetch(store, "big/")
+    assert [p.name for p in disk.root.iterdir()] == [MARKER]
+
+
+async def test_discard_drops_an_entry_once_its_lease_ends(store: Store, disk: DiskCache) -> None:
+    await store.put("m.tar.gz", tar_gz({"xgboost-model": b"abc"}))
+    artifact = await disk.fetch(store, "m.tar.gz")
+    assert disk.discard("m.tar.gz", artifact.version)
+    assert artifact.path.exists()  # still leased by whoever is loading it
+    disk.release(artifact)
+    assert not artifact.path.exists()
+    assert len(disk) == 0
+    assert not (await disk.fetch(store, "m.tar.gz")).from_disk
+    assert not disk.discard("other.tar.gz", "v1")
+
+
+class RewrittenWhileRead(Store):
+    """A local store whose artifact is rewritten in place right after each read opens it."""
+
+    def __init__(self, root: Path, versions: list[bytes]) -> None:
+        super().__init__(str(root), LocalStore(prefix=root))
+        self.root = root
+        self.versions = versions
+        self.opened = 0
+
+    async def open(self, key: str, *, inline: int) -> Any:
+        opened = await super().open(key, inline=inline)
+        self.opened += 1
+        if self.versions:
+            time.sleep(0.002)  # mtimes must differ
+            (self.root / key).write_bytes(self.versions.pop(0))
+        return opened
+
+
+async def test_an_archive_read_while_rewritten_is_read_again(tmp_path: Path) -> None:
+    complete = tar_gz({"xgboost-model": os.urandom(5000)})
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "m.tar.gz").write_bytes(complete[:3000])  # the writer is half-way
+    store = RewrittenWhileRead(tmp_path / "store", [complete])
+    disk = DiskCache(tmp_path / "disk", 10 * MIB, max_unpacked=MIB)
+    artifact = await disk.fetch(store, "m.tar.gz")
+    assert store.opened == 2
+    assert (artifact.path / "xgboost-model").stat().st_size == 5000
+
+
+async def test_an_archive_that_never_settles_is_a_503_not_a_400(tmp_path: Path) -> None:
+    data = tar_gz({"xgboost-model": os.urandom(5000)})
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "m.tar.gz").write_bytes(data[:1000])
+    store = RewrittenWhileRead(tmp_path / "store", [data[: 1000 + 500 * i] for i in range(1, 10)])
+    disk = DiskCache(tmp_path / "disk", 10 * MIB, max_unpacked=MIB)
+    with pytest.raises(ServiceUnavailable, match="changed while it was being read"):
+        await disk.fetch(store, "m.tar.gz")
+
+
+async def test_a_stable_corrupt_archive_stays_a_400(tmp_path: Path) -> None:
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "m.tar.gz").write_bytes(tar_gz({"xgboost-model": os.urandom(5000)})[:3000])
+    store = RewrittenWhileRead(tmp_path / "store", [])
+    disk = DiskCache(tmp_path / "disk", 10 * MIB, max_unpacked=MIB)
+    with pytest.raises(ArtifactInvalid, match="not a readable tar archive"):
+        await disk.fetch(store, "m.tar.gz")
+    assert store.opened == 1
+
+
+async def test_messages_name_no_host_path(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "store"))
+    disk = DiskCache(tmp_path / "disk", 10 * MIB, max_unpacked=MIB)
+    await store.put("layout.tar", tar_of({"a": b"file", "a/b": b"under a file"}))
+    await store.put("corrupt.tar.gz", b"\x1f\x8b\x08\x00garbage")
+    for target in ("layout.tar", "corrupt.tar.gz", "missing.tar.gz", "x" * 300 + ".tar.gz"):
+        with pytest.raises(ValidationError) as caught:
+            await disk.fetch(store, validate_target(target) if len(target) < 255 else target)
+        assert str(tmp_path) not in caught.value.message, caught.value.message
+
+
+def test_segments_no_file_system_can_hold_are_invalid_targets() -> None:
+    with pytest.raises(InvalidTargetModel, match="longer than 255 bytes"):
+        validate_target("a" * 256 + ".tar.gz")
+    with pytest.raises(InvalidTargetModel, match="longer than 255 bytes"):
+        validate_target("eu/" + "é" * 128)  # 256 bytes in UTF-8
+    assert validate_target("eu/" + "a" * 255) == "eu/" + "a" * 255

@@ -2,60 +2,55 @@
 
 An artifact is what sits under the store prefix for a target model: a SageMaker
 ``model.tar.gz`` (any ``.tar``/``.tar.gz`` archive), a single model file, or a folder
-of objects. :class:`DiskCache` downloads it once per version, unpacks it into its own
-folder and keeps it under a byte budget, so a model evicted from memory reloads
-without touching the store.
+of objects, named with a trailing slash (``Houston/``). :class:`DiskCache` downloads
+it once per version, unpacks it into its own folder and keeps it under a byte budget,
+so a model evicted from memory reloads without touching the store.
 
-Unpacking refuses anything that could write outside the artifact's folder (absolute
-names, ``..``, links pointing out, devices) and bounds the unpacked size (tar bombs).
+Downloads stream into :mod:`modelyard.unpack`, which refuses anything that could
+write outside the artifact's folder and stops as soon as the artifact has written
+more than :attr:`DiskCache.limit` bytes (decompression bombs). The folder itself is
+claimed and watched by :mod:`modelyard.diskroot`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
-import io
 import json
+import logging
 import os
 import shutil
-import tarfile
 import time
 import uuid
-import zlib
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import unquote
 
-from modelyard.errors import ArtifactInvalid, ArtifactNotFound, InvalidTargetModel
+from modelyard import diskroot, unpack
+from modelyard.errors import (
+    ArtifactInvalid,
+    ArtifactUnreadable,
+    DiskUnavailable,
+    ModelTooLarge,
+    ModelyardError,
+    ServiceUnavailable,
+    release_frames,
+)
+from modelyard.settings import Settings
 from modelyard.store import ObjectInfo, Store
+from modelyard.targets import resolve, resolve_version, validate_target
 
 __all__ = ["Artifact", "DiskCache", "resolve_version", "validate_target"]
 
-_META = ".modelyard.json"
-_MAX_MEMBERS = 100_000
-MAX_TARGET_LENGTH = 1024
+log = logging.getLogger("modelyard.artifacts")
 
-
-def validate_target(target: str | None) -> str:
-    """Check a target model name; return it unchanged or raise :class:`InvalidTargetModel`.
-
-    A target is a relative path under the store prefix: 1–1024 printable characters,
-    no absolute path, no ``.``/``..`` segment (also when percent-encoded), no backslash.
-    """
-    if not target:
-        raise InvalidTargetModel("The target model is missing: set the X-Amzn-SageMaker-Target-Model header.")
-    if len(target) > MAX_TARGET_LENGTH:
-        raise InvalidTargetModel(f"The target model is longer than {MAX_TARGET_LENGTH} characters.")
-    if not target.isprintable():
-        raise InvalidTargetModel("The target model contains non-printable characters.")
-    decoded = unquote(unquote(target))
-    segments = decoded.replace("\\", "/").split("/")
-    if decoded.startswith(("/", "\\")) or "\\" in target or any(s in (".", "..") for s in segments):
-        raise InvalidTargetModel(f"Invalid target model '{target}': it must be a relative path inside the store.")
-    if target.endswith("/") and len(target.strip("/")) == 0:
-        raise InvalidTargetModel(f"Invalid target model '{target}'.")
-    return target
+#: objects up to this size are read whole in one call; larger ones are streamed
+INLINE = 1024 * 1024
+_READS = 4  # reads of an archive that changes under them, before giving up
+_BACKOFF = 0.05  # seconds before the second read; doubled each time
+_PARALLEL = 8  # folder artifacts: objects downloaded at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,47 +71,93 @@ class _DiskEntry:
     size: int
     version: str
     leases: int = 0
+    doomed: bool = False  # delete once the last lease ends
 
 
 def _entry_name(target: str, version: str) -> str:
     return hashlib.sha256(f"{target}\0{version}".encode()).hexdigest()[:40]
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 class DiskCache:
     """Unpacked artifacts in ``root`` under a byte budget, least recently used out first.
 
-    Entries survive restarts: each folder carries a small metadata file and is indexed
-    again when the cache opens. An entry being loaded is leased and never deleted.
+    ``root`` must be modelyard's (:func:`modelyard.diskroot.claim`; ``store_root``, a
+    local store's folder, must not overlap it). Entries survive restarts: each folder
+    carries a small metadata file and is indexed again when the cache opens. An entry
+    being loaded is leased and never deleted.
+
+    One artifact may write at most :attr:`limit` bytes: ``max_unpacked``, the disk
+    ``budget``, and ``max_loadable`` (the most a model could take on disk and still
+    fit the memory budget once loaded), whichever is smallest.
     """
 
-    def __init__(self, root: Path, budget: int, *, max_unpacked: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        budget: int,
+        *,
+        max_unpacked: int,
+        max_loadable: int | None = None,
+        store_root: Path | None = None,
+    ) -> None:
+        diskroot.claim(root, store_root)
         self.root = root
         self.budget = budget
         self.max_unpacked = max_unpacked
+        self.max_loadable = max_loadable
+        #: the most bytes one artifact may unpack to
+        self.limit = min(max_unpacked, budget, max_loadable if max_loadable is not None else budget)
+        #: whether the folder can be written (``/ping`` asks it)
+        self.health = diskroot.Health(root)
         self._entries: OrderedDict[tuple[str, str], _DiskEntry] = OrderedDict()
         self._versions: dict[str, set[str]] = {}  # target -> versions on disk
         self.used = 0
         self.evictions = 0
-        root.mkdir(parents=True, exist_ok=True)
         self._scan()
 
+    @classmethod
+    def for_endpoint(cls, settings: Settings, store: Store) -> DiskCache:
+        """The disk cache an endpoint's ``settings`` describe, kept apart from its ``store``."""
+        return cls(
+            settings.disk_cache_dir(),
+            int(settings.disk),
+            max_unpacked=int(settings.max_unpacked),
+            max_loadable=settings.max_loadable(),
+            store_root=store.local.path if store.local is not None else None,
+        )
+
     def _scan(self) -> None:
+        """Index the entries of an earlier run; remove only what the cache itself names."""
         for child in sorted(self.root.iterdir(), key=lambda p: p.stat().st_mtime):
-            if child.name.startswith(".tmp-"):
-                shutil.rmtree(child, ignore_errors=True)
-                continue
-            try:
-                meta = json.loads((child / _META).read_text())
-                entry = _DiskEntry(child / "model", int(meta["size"]), str(meta["version"]))
-                self._add((str(meta["target"]), entry.version), entry)
-            except (OSError, ValueError, KeyError):
-                shutil.rmtree(child, ignore_errors=True)
+            kind = diskroot.owned(child.name)
+            if kind == "tmp":
+                _remove(child)
+            elif kind == "entry":
+                try:
+                    meta = json.loads((child / diskroot.META).read_text())
+                    entry = _DiskEntry(child / "model", int(meta["size"]), str(meta["version"]))
+                    if _entry_name(str(meta["target"]), entry.version) != child.name:
+                        raise ValueError("entry folder renamed")
+                    self._add((str(meta["target"]), entry.version), entry)
+                except (OSError, ValueError, KeyError):
+                    _remove(child)
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._entries
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def problem(self) -> str | None:
+        """Why the disk cache cannot be written now (no host path in it), or None."""
+        return self.health.problem()
 
     async def fetch(self, store: Store, target: str, version: str | None = None) -> Artifact:
         """The current version of ``target`` on disk, downloading it when needed.
@@ -127,26 +168,142 @@ class DiskCache:
         """
         if version is not None and (cached := self._leased(target, version)) is not None:
             return cached
-        info, members = await _resolve(store, target)
+        info, members = await resolve(store, target)
         if (cached := self._leased(target, info.version)) is not None:
             return cached
         started = time.perf_counter()
-        if members is None:
-            info, data = await store.get(target)
-            blobs = {PurePosixPath(target).name: data}
-        else:
-            fetched = await asyncio.gather(*(store.get(m.key) for m in members))
-            blobs = {m.key[len(target.rstrip("/")) + 1 :]: data for m, (_, data) in zip(members, fetched, strict=True)}
-        path, size = await asyncio.to_thread(self._write, target, info.version, blobs, members is None)
+        try:
+            if members is None:
+                info, path, size = await self._download_file(store, target)
+            else:
+                path, size = await self._download_folder(store, target, info, members)
+        except BaseException as exc:
+            release_frames(exc)  # no downloaded buffer lives on in the stored error
+            raise
         seconds = time.perf_counter() - started
         self._drop_other_versions(target)
+        if (target, info.version) in self._entries:  # a discarded entry still leased: its folder was replaced
+            self._forget((target, info.version))
         self._add((target, info.version), _DiskEntry(path, size, info.version, leases=1))
         self._trim()
         return Artifact(target, info.version, path, size, seconds, False)
 
+    def _quota(self, target: str) -> unpack.Quota:
+        limit = self.limit
+
+        def too_large() -> ModelyardError:
+            message = f"Artifact '{target}' is larger than {limit} bytes unpacked"
+            if limit == self.max_unpacked:
+                return ArtifactInvalid(f"{message} (the max_unpacked setting).")
+            if limit == self.max_loadable:
+                return ModelTooLarge(f"{message}: once loaded, it could not fit in the whole budget of memory.")
+            return ModelTooLarge(f"{message}, more than this endpoint's whole disk cache budget.")
+
+        return unpack.Quota(limit, too_large)
+
+    async def _download_file(self, store: Store, target: str) -> tuple[ObjectInfo, Path, int]:
+        """Download and unpack one object; read it again while it changes under the read.
+
+        A local file overwritten in place can be read half-written: that is no corrupt
+        archive. So an unreadable archive is looked at again after a pause: when its
+        version moved meanwhile it is read again (the pause doubling each time), and a
+        503 says to retry if it never settles; when it did not move, it is corrupt.
+        """
+        name = PurePosixPath(target).name
+        for attempt in range(_READS):
+            info, content = await store.open(target, inline=INLINE)
+            quota = self._quota(target)
+            try:
+                fill = functools.partial(_unpack, name, content, quota=quota, size=info.size)
+                path, size = await asyncio.to_thread(self._write, target, info.version, fill)
+                return info, path, size
+            except ArtifactUnreadable:
+                del content, fill  # a large buffer must not outlive the failure
+                await asyncio.sleep(_BACKOFF * 2**attempt)  # a writer between two writes shows itself
+                now = await store.head(target)
+                if now.version == info.version:
+                    raise
+                log.info("artifact %s changed while it was read (read %s, now %s)", target, info.version, now.version)
+        raise ServiceUnavailable(
+            f"Artifact '{target}' changed while it was being read, {_READS} times in a row "
+            "(it is being rewritten in place); retry shortly."
+        )
+
+    async def _download_folder(
+        self, store: Store, target: str, info: ObjectInfo, members: list[ObjectInfo]
+    ) -> tuple[Path, int]:
+        quota = self._quota(target)
+        quota.check(sum(m.size for m in members))  # the listing already says it cannot fit
+        start = len(target)
+        slots = asyncio.Semaphore(_PARALLEL)
+
+        async def fetch_member(member: ObjectInfo, dest: Path) -> None:
+            async with slots:
+                quota.check(0)  # another member crossed the limit: stop here
+                _, content = await store.open(member.key, inline=INLINE)
+                rel = member.key[start:]
+                await asyncio.to_thread(_write_member, content, dest, quota, target, rel)
+
+        tmp = await asyncio.to_thread(self._begin, target, info.version)
+        try:
+            # every download runs to its end or its failure before the folder is removed
+            outcomes = await asyncio.gather(*(fetch_member(m, tmp / "model") for m in members), return_exceptions=True)
+            if error := next((o for o in outcomes if isinstance(o, BaseException)), None):
+                raise error
+            return await asyncio.to_thread(self._commit, tmp, target, info.version, quota.used)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._note(exc)
+            raise
+
+    def _write(self, target: str, version: str, fill: Callable[[Path], int]) -> tuple[Path, int]:
+        """On a worker thread: a new entry folder, filled by ``fill(model_dir)``, then committed."""
+        tmp = self._begin(target, version)
+        try:
+            size = fill(tmp / "model")
+            return self._commit(tmp, target, version, size)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._note(exc)
+            raise
+
+    def _begin(self, target: str, version: str) -> Path:
+        tmp = self.root / f".tmp-{_entry_name(target, version)}-{uuid.uuid4().hex[:8]}"
+        try:
+            try:
+                tmp.mkdir()
+            except FileNotFoundError:  # the folder was removed while serving: it is still ours
+                diskroot.ensure_root(self.root)
+                tmp.mkdir()
+            (tmp / "model").mkdir()
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            self._note(exc)
+            raise unpack.disk_failure(exc) from exc
+        return tmp
+
+    def _commit(self, tmp: Path, target: str, version: str, size: int) -> tuple[Path, int]:
+        final = self.root / _entry_name(target, version)
+        try:
+            (tmp / diskroot.META).write_text(json.dumps({"target": target, "version": version, "size": size}))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise unpack.disk_failure(exc) from exc
+        self.health.succeeded()
+        return final / "model", size
+
+    def _note(self, exc: BaseException) -> None:
+        """Record a write that failed because of the disk (and log where, which clients never see)."""
+        if isinstance(exc, OSError):
+            self.health.failed(exc.strerror or type(exc).__name__)
+            log.error("the disk cache at %s cannot be written: %s", self.root, exc)
+        elif isinstance(exc, DiskUnavailable) and exc.__cause__ is not None:
+            self._note(exc.__cause__)
+
     def _leased(self, target: str, version: str) -> Artifact | None:
         entry = self._entries.get((target, version))
-        if entry is None or not entry.path.exists():
+        if entry is None or entry.doomed or not entry.path.exists():
             return None
         self._entries.move_to_end((target, version))
         entry.leases += 1
@@ -154,10 +311,28 @@ class DiskCache:
 
     def release(self, artifact: Artifact) -> None:
         """End the lease taken by :meth:`fetch`; the entry may now be evicted."""
-        entry = self._entries.get((artifact.target, artifact.version))
+        key = (artifact.target, artifact.version)
+        entry = self._entries.get(key)
         if entry is not None and entry.leases > 0:
             entry.leases -= 1
+            if entry.doomed and entry.leases == 0:
+                self._remove(key)
         self._trim()
+
+    def discard(self, target: str, version: str) -> bool:
+        """Delete the entry of ``target`` at ``version`` (an artifact that cannot load).
+
+        A leased entry is deleted when its last lease ends and is never handed out
+        again meanwhile. Returns whether there was such an entry.
+        """
+        entry = self._entries.get((target, version))
+        if entry is None:
+            return False
+        if entry.leases:
+            entry.doomed = True
+        else:
+            self._remove((target, version))
+        return True
 
     def invalidate(self, target: str) -> int:
         """Delete every version of ``target`` from disk; returns how many were removed."""
@@ -184,101 +359,25 @@ class DiskCache:
         self.used += entry.size
 
     def _remove(self, key: tuple[str, str]) -> None:
+        shutil.rmtree(self._forget(key).path.parent, ignore_errors=True)
+
+    def _forget(self, key: tuple[str, str]) -> _DiskEntry:
         entry = self._entries.pop(key)
         versions = self._versions[key[0]]
         versions.discard(key[1])
         if not versions:
             del self._versions[key[0]]
         self.used -= entry.size
-        shutil.rmtree(entry.path.parent, ignore_errors=True)
-
-    def _write(self, target: str, version: str, blobs: dict[str, bytes], single: bool) -> tuple[Path, int]:
-        final = self.root / _entry_name(target, version)
-        tmp = self.root / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-        model_dir = tmp / "model"
-        model_dir.mkdir(parents=True)
-        try:
-            if single and len(blobs) == 1:
-                ((name, data),) = blobs.items()
-                size = _unpack_single(name, data, model_dir, self.max_unpacked)
-            else:
-                size = 0
-                for rel, data in blobs.items():
-                    size += len(data)
-                    if size > self.max_unpacked:
-                        raise ArtifactInvalid(f"Artifact '{target}' is larger than {self.max_unpacked} bytes unpacked.")
-                    dest = model_dir / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.write_bytes(data)
-            (tmp / _META).write_text(json.dumps({"target": target, "version": version, "size": size}))
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return final / "model", size
+        return entry
 
 
-async def _resolve(store: Store, target: str) -> tuple[ObjectInfo, list[ObjectInfo] | None]:
-    """The target's version; for a folder artifact also its members."""
-    if not target.endswith("/"):
-        try:
-            return await store.head(target), None
-        except ArtifactNotFound:
-            pass
-    prefix = target.rstrip("/") + "/"
-    members = [m for m in await store.list(prefix) if not m.key.endswith("/")]
-    if not members:
-        raise ArtifactNotFound(f"Could not find model data for target model '{target}' under {store.url}.")
-    digest = hashlib.sha256("\n".join(f"{m.key}\0{m.version}" for m in members).encode()).hexdigest()[:32]
-    return ObjectInfo(prefix, sum(m.size for m in members), digest), members
+def _unpack(name: str, content: bytes | Iterator[memoryview], dest: Path, quota: unpack.Quota, size: int) -> int:
+    with unpack.source(content) as file:  # closing it ends a streamed download at once
+        return unpack.unpack(name, file, dest, quota, size)
 
 
-async def resolve_version(store: Store, target: str) -> str:
-    """The version of ``target`` in the store now (:class:`ArtifactNotFound` if absent)."""
-    info, _ = await _resolve(store, target)
-    return info.version
-
-
-def _is_tar(name: str, data: bytes) -> bool:
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return True
-    return data[:2] == b"\x1f\x8b" or data[257:262] == b"ustar"
-
-
-def _unpack_single(name: str, data: bytes, dest: Path, limit: int) -> int:
-    if not _is_tar(name, data):
-        if len(data) > limit:
-            raise ArtifactInvalid(f"Artifact '{name}' is larger than {limit} bytes.")
-        (dest / name).write_bytes(data)
-        return len(data)
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-            members = _safe_members(archive, name, limit)
-            archive.extractall(dest, members=members, filter="data")
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise ArtifactInvalid(f"Artifact '{name}' is not a readable tar archive: {exc}") from exc
-    return sum(m.size for m in members if m.isfile())
-
-
-def _safe_members(archive: tarfile.TarFile, name: str, limit: int) -> list[tarfile.TarInfo]:
-    members: list[tarfile.TarInfo] = []
-    total = 0
-    for member in archive:
-        path = PurePosixPath(member.name)
-        if path.is_absolute() or ".." in path.parts:
-            raise ArtifactInvalid(f"Artifact '{name}' has a member outside its folder: '{member.name}'.")
-        if member.issym() or member.islnk():
-            link = PurePosixPath(member.linkname)
-            base = path.parent if member.issym() else PurePosixPath()
-            if link.is_absolute() or ".." in (base / link).parts:
-                raise ArtifactInvalid(f"Artifact '{name}' has a link pointing outside its folder: '{member.name}'.")
-        elif not (member.isfile() or member.isdir()):
-            raise ArtifactInvalid(f"Artifact '{name}' has a special file: '{member.name}'.")
-        total += member.size if member.isfile() else 0
-        if total > limit:
-            raise ArtifactInvalid(f"Artifact '{name}' is larger than {limit} bytes unpacked.")
-        members.append(member)
-        if len(members) > _MAX_MEMBERS:
-            raise ArtifactInvalid(f"Artifact '{name}' has more than {_MAX_MEMBERS} members.")
-    return members
+def _write_member(
+    content: bytes | Iterator[memoryview], dest: Path, quota: unpack.Quota, target: str, rel: str
+) -> None:
+    with unpack.source(content) as file:
+        unpack.write_file(file, dest / rel, quota, target, rel)

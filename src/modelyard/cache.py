@@ -41,6 +41,7 @@ from modelyard import sizing
 from modelyard.artifacts import DiskCache, resolve_version
 from modelyard.entries import CacheEvents, Entry, Key
 from modelyard.errors import (
+    ArtifactInvalid,
     ArtifactNotFound,
     CacheFull,
     InsufficientMemory,
@@ -240,6 +241,9 @@ class ModelCache:
                 return await self._load_artifact(
                     target, artifact.version, artifact.path, artifact.disk_size, artifact.download_seconds
                 )
+            except (ArtifactInvalid, ModelTooLarge):
+                self.disk.discard(target, artifact.version)  # it can never load: keep no copy on disk
+                raise
             finally:
                 self.disk.release(artifact)
 

@@ -68,9 +68,7 @@ class Endpoint:
             if cache is not None
             else ModelCache(
                 self.store,
-                disk
-                if disk is not None
-                else DiskCache(settings.disk_cache_dir(), int(settings.disk), max_unpacked=int(settings.max_unpacked)),
+                disk if disk is not None else DiskCache.for_endpoint(settings, self.store),
                 Loader(settings.framework, trusted=settings.trust_store),
                 budget=int(settings.memory),
                 max_concurrent_loads=settings.max_concurrent_loads,

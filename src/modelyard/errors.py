@@ -12,7 +12,8 @@ boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a
     │   ├── EndpointNotFound
     │   ├── InvalidTargetModel
     │   ├── ArtifactNotFound
-    │   ├── ArtifactInvalid              (corrupt archive, no model file, unsafe member)
+    │   ├── ArtifactInvalid              (no model file, unsafe member, unpacks too large)
+    │   │   └── ArtifactUnreadable       (corrupt or truncated archive)
     │   ├── PayloadTooLarge
     │   ├── UnsupportedContentType
     │   └── ModelTooLarge                (larger than the whole memory budget)
@@ -20,7 +21,8 @@ boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a
     ├── ModelNotReady                    ModelNotReadyException 429
     ├── ServiceUnavailable               ServiceUnavailable    503
     │   ├── CacheFull                    (every resident model is pinned or in use)
-    │   └── StoreError                   (the store is unreachable or refuses us)
+    │   ├── StoreError                   (the store is unreachable or refuses us)
+    │   └── DiskUnavailable              (the disk cache cannot be written)
     ├── container and repository APIs:
     │   ├── ModelAlreadyLoaded           409
     │   ├── ModelNotLoaded               404
@@ -34,12 +36,16 @@ boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a
 
 from __future__ import annotations
 
+import traceback
+
 __all__ = [
     "AccessDenied",
     "ArtifactInvalid",
     "ArtifactNotFound",
+    "ArtifactUnreadable",
     "CacheFull",
     "ControlValidation",
+    "DiskUnavailable",
     "EndpointNotFound",
     "InsufficientMemory",
     "InvalidSignature",
@@ -100,6 +106,10 @@ class ArtifactInvalid(ValidationError):
     """The artifact cannot be unpacked or holds no model a handler can load."""
 
 
+class ArtifactUnreadable(ArtifactInvalid):
+    """The archive is corrupt or truncated (and was not being rewritten while it was read)."""
+
+
 class PayloadTooLarge(ValidationError):
     """The request body is larger than the endpoint accepts."""
 
@@ -146,6 +156,10 @@ class CacheFull(ServiceUnavailable):
 
 class StoreError(ServiceUnavailable):
     """The store failed in a way that is not the caller's fault (network, permissions)."""
+
+
+class DiskUnavailable(ServiceUnavailable):
+    """The disk cache cannot be written (read-only file system, no permission, disk full)."""
 
 
 class ModelAlreadyLoaded(ModelyardError):
@@ -198,3 +212,21 @@ class AccessDenied(ModelyardError):
 
     code = "AccessDeniedException"
     status = 403
+
+
+def release_frames(error: BaseException) -> None:
+    """Drop the local variables held by ``error``'s traceback and those of its causes.
+
+    A failed load is kept as an exception (by the load task, by reference cycles only
+    the garbage collector breaks), and its frames would keep what they held alive with
+    it: a model file read into memory, a buffer. The tracebacks stay printable.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        pending += [current.__cause__, current.__context__]

@@ -90,7 +90,14 @@ class Settings(BaseSettings):
     disk: ByteSize = ByteSize(10 * 1024**3)
     """Byte budget of the disk cache."""
     max_unpacked: ByteSize = ByteSize(4 * 1024**3)
-    """Largest unpacked size of one artifact (protects against tar bombs)."""
+    """Largest unpacked size of one artifact (protects against tar bombs); the disk budget and
+    ``max_unpacked_ratio`` × the memory budget bound it too, whichever is smallest."""
+    max_unpacked_ratio: float = Field(default=4.0, gt=0.0)
+    """Largest unpacked artifact as a multiple of the memory budget. A model file takes about its own
+    size in memory once loaded (XGBoost UBJ 0.7×, XGBoost JSON and LightGBM text 1.1× of the file,
+    ONNX and pickles about 1×), so an artifact several times larger than the whole budget can never be
+    served; 4 leaves room for verbose formats and files the model does not load. Crossing it is a
+    ``ModelTooLarge`` (400) as soon as the unpacked bytes pass it, before the artifact is fully read."""
     max_payload: int = 6_291_456
     """Largest request body in bytes (SageMaker's limit)."""
     version_check_interval: float = 5.0
@@ -164,6 +171,10 @@ class Settings(BaseSettings):
             return cls(**{k: v for k, v in overrides.items() if v is not None})
         finally:
             _config_file.reset(token)
+
+    def max_loadable(self) -> int:
+        """The most bytes an artifact may unpack to and still be loadable: ``max_unpacked_ratio`` × memory."""
+        return int(self.max_unpacked_ratio * int(self.memory))
 
     def disk_cache_dir(self) -> Path:
         """The disk cache folder, defaulting under the user's cache directory."""

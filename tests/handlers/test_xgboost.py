@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,38 @@ def test_no_model_file_names_what_was_found(tmp_path: Path) -> None:
 def test_corrupt_model_file(tmp_path: Path) -> None:
     with pytest.raises(ArtifactInvalid, match="not a valid XGBoost model"):
         Loader().load(write(tmp_path, "xgboost-model", b"{not really"))
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "it is empty"),
+        (b'{"learner": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "it nests deeper than 1000 levels"),
+        (b"{L" + (7).to_bytes(8, "big") + b"learner" + b"[" * 100_000 + b"]" * 100_000 + b"}", "it nests deeper"),
+    ],
+    ids=["empty", "deep-json", "deep-ubjson"],
+)
+def test_model_files_that_crash_xgboost_are_refused_before_it_sees_them(
+    tmp_path: Path, content: bytes, reason: str
+) -> None:
+    # XGBoost aborts the whole process on these (an empty buffer; a stack overflow in its
+    # recursive parser): each is loaded in a process of its own, so a regression fails here
+    root = write(tmp_path, "xgboost-model", content)
+    code = (
+        "import sys; from pathlib import Path; from modelyard.errors import ArtifactInvalid; "
+        "from modelyard.handlers import Loader\n"
+        "try:\n    Loader().load(Path(sys.argv[1]))\nexcept ArtifactInvalid as exc:\n    print(exc.message)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert result.stdout.decode().startswith(f"'xgboost-model' is not a valid XGBoost model: {reason}")
+
+
+def test_load_errors_name_no_host_path(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactInvalid) as caught:
+        Loader().load(write(tmp_path, "xgboost-model", b"garbage" * 10))
+    assert str(tmp_path) not in caught.value.message
+    assert "/workspace/" not in caught.value.message  # XGBoost's own source location
 
 
 def test_unknown_framework_is_refused() -> None:

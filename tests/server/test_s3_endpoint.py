@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from modelyard.demo import make_artifact
 from modelyard.server.run import BackgroundServer
 from tests.conftest import SeaweedS3, runtime_client
-from tests.fixtures import ROW, booster_bytes, xgb_artifact, xgb_predict
+from tests.fixtures import ROW, booster_bytes, xgb_artifact, xgb_predict, zero_bomb
 from tests.server.helpers import metrics
 
 ROWS = np.array([[1994, 3188, 5, 1.5, 1.62, 3]], dtype=np.float32)
@@ -73,3 +75,27 @@ def test_unreachable_s3_is_service_unavailable_not_a_crash(serve: Callable[..., 
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
     assert caught.value.response["Error"]["Code"] == "ServiceUnavailable"
     assert "Store failed" in caught.value.response["Error"]["Message"]
+    assert "127.0.0.1" not in caught.value.response["Error"]["Message"]  # the store's address stays in the log
+
+
+def test_large_artifacts_and_bombs_stream_from_s3(serve: Callable[..., BackgroundServer], seaweed: SeaweedS3) -> None:
+    bucket = seaweed.bucket()
+    padding = os.urandom(3 * 1024 * 1024)  # incompressible: the object itself is over 3 MiB, so it is streamed
+    large = make_artifact({"xgboost-model": booster_bytes(4), "extra/padding.bin": padding})
+    seaweed.client.put_object(Bucket=bucket, Key="Large.tar.gz", Body=large)
+    bomb = zero_bomb(tuple((f"part-{i:03d}.bin", 8 * 1024 * 1024) for i in range(64)))  # 512 MiB
+    seaweed.client.put_object(Bucket=bucket, Key="bomb.tar.gz", Body=bomb + os.urandom(2 * 1024 * 1024))
+    seaweed.client.put_object(Bucket=bucket, Key="Folder/xgboost-model", Body=booster_bytes(5))
+    seaweed.client.put_object(Bucket=bucket, Key="Folder/extra/padding.bin", Body=padding)
+    server = serve(f"s3://{bucket}/", store_options=seaweed.store_options(), memory="16MiB")
+    client = runtime_client(server.url)
+
+    def invoke(target: str) -> float:
+        return float(client.invoke_endpoint(EndpointName="modelyard", TargetModel=target, Body=ROW)["Body"].read())
+
+    assert invoke("Large.tar.gz") == pytest.approx(expected(4))
+    assert invoke("Folder/") == pytest.approx(expected(5))
+    with pytest.raises(ClientError) as caught:
+        invoke("bomb.tar.gz")
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert "larger than 67108864 bytes unpacked" in caught.value.response["Error"]["Message"]

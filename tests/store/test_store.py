@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import obstore
 import pytest
 
 from modelyard.errors import ArtifactNotFound, InvalidTargetModel, ValidationError
@@ -28,6 +30,14 @@ async def exercise(store: Store) -> None:
     await store.delete("eu/fr/Paris.tar.gz")
     await store.delete("eu/fr/Paris.tar.gz")
     assert [o.key for o in await store.list("eu/")] == ["eu/de/Berlin.tar.gz"]
+    big = bytes(range(256)) * 2048  # 512 KiB, read as a stream of chunks on a worker thread
+    await store.put("big.bin", big)
+    info, content = await store.open("big.bin", inline=1000)
+    assert info.size == len(big)
+    assert not isinstance(content, bytes)
+    assert await asyncio.to_thread(lambda: b"".join(bytes(chunk) for chunk in content)) == big
+    assert await store.any_under("eu/")
+    assert not await store.any_under("us/")
 
 
 async def test_local_folder(tmp_path: Path) -> None:
@@ -64,3 +74,82 @@ async def test_traversal_is_refused_by_the_store(tmp_path: Path) -> None:
 def test_unknown_scheme() -> None:
     with pytest.raises(ValidationError, match="Unsupported store URL"):
         open_store("ftp://host/models")
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder beside the store, with a secret file and a subfolder the store may link to."""
+    folder = tmp_path / "outside"
+    (folder / "dir").mkdir(parents=True)
+    (folder / "secret.txt").write_bytes(b"secret")
+    (folder / "dir" / "model.bin").write_bytes(b"not yours")
+    return folder
+
+
+async def test_links_out_of_a_local_store_are_not_followed(tmp_path: Path, outside: Path) -> None:
+    root = tmp_path / "models"
+    store = open_store(str(root))
+    await store.put("real.bin", b"mine")
+    (root / "sub").mkdir()
+    (root / "escape.bin").symlink_to(outside / "secret.txt")
+    (root / "linked").symlink_to(outside / "dir")
+    (root / "sub" / "up.bin").symlink_to("../../outside/secret.txt")
+    for key in ("escape.bin", "linked/model.bin", "sub/up.bin"):
+        with pytest.raises(ArtifactNotFound) as caught:
+            await store.head(key)
+        assert str(tmp_path) not in caught.value.message
+        with pytest.raises(ArtifactNotFound):
+            await store.get(key)
+    assert [o.key for o in await store.list()] == ["real.bin"]
+    assert await store.list("linked/") == []
+    assert not await store.any_under("linked/")
+
+
+async def test_links_inside_a_local_store_are_followed(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    store = open_store(str(root))
+    await store.put("v2/model.bin", b"mine")
+    (root / "latest.bin").symlink_to("v2/model.bin")
+    (root / "current").symlink_to(root / "v2")
+    assert (await store.get("latest.bin"))[1] == b"mine"
+    assert (await store.get("current/model.bin"))[1] == b"mine"
+    assert (await store.head("latest.bin")).size == 4
+    assert [o.key for o in await store.list()] == ["current/model.bin", "latest.bin", "v2/model.bin"]
+
+
+async def test_a_link_swapped_after_its_check_is_refused(tmp_path: Path, outside: Path) -> None:
+    root = tmp_path / "models"
+    store = open_store(str(root))
+    await store.put("real.bin", b"mine")
+    await store.put("model.bin", b"mine too")
+    assert store.local is not None
+    checked = store.local.check("model.bin")  # what head/get see before the backend opens the file
+    (root / "model.bin").unlink()
+    (root / "model.bin").symlink_to(outside / "secret.txt")
+    meta = obstore.head(store.backend, "model.bin")  # the backend follows the swapped link
+    with pytest.raises(ArtifactNotFound):
+        store.local.verify("model.bin", checked, meta)
+
+
+async def test_local_store_errors_name_no_host_path(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    store = open_store(str(root))
+    await store.put("file.bin", b"x")
+    with pytest.raises(ArtifactNotFound) as missing:
+        await store.head("file.bin/under-a-file")  # ENOTDIR: absent, not a store failure
+    with pytest.raises(InvalidTargetModel) as long_name:
+        await store.head("a" * 300)
+    for error in (missing.value, long_name.value):
+        assert str(tmp_path) not in error.message
+
+
+async def test_streamed_reads(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "models"))
+    data = bytes(range(256)) * 4096  # 1 MiB
+    await store.put("big.bin", data)
+    info, content = await store.open("big.bin", inline=1000)
+    assert info.size == len(data)
+    assert not isinstance(content, bytes)
+    assert b"".join(bytes(chunk) for chunk in content) == data
+    info, small = await store.open("big.bin", inline=len(data))
+    assert small == data

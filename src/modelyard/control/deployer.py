@@ -167,14 +167,14 @@ class EndpointDeployer(Deployer):
     def _folder(self, endpoint: str) -> Path:
         return self.data_dir / "cache" / endpoint
 
-    def _disk(self, settings: Settings) -> DiskCache:
+    def _disk(self, settings: Settings, store: Store) -> DiskCache:
         folder = settings.disk_cache_dir()
         disk = self._disks.get(folder)
         if disk is None:
             marker = self._folder(settings.endpoint_name) / _MARKER
             marker.parent.mkdir(parents=True, exist_ok=True)
             marker.touch()
-            disk = self._disks[folder] = DiskCache(folder, int(settings.disk), max_unpacked=int(settings.max_unpacked))
+            disk = self._disks[folder] = DiskCache.for_endpoint(settings, store)
         return disk
 
     async def deploy(self, endpoint: str, config: dict[str, Any], models: dict[str, dict[str, Any]]) -> None:
@@ -191,7 +191,7 @@ class EndpointDeployer(Deployer):
                 variants.append(variant)
                 for index in range(int(spec["InitialInstanceCount"])):
                     settings = self._settings(endpoint, spec, model, index)
-                    instance = Endpoint(settings, store, hub=self.hub, disk=self._disk(settings))
+                    instance = Endpoint(settings, store, hub=self.hub, disk=self._disk(settings, store))
                     variant.instances.append(instance)
                     await instance.start()
         except BaseException:

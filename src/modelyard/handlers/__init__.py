@@ -13,12 +13,14 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from modelyard import sizing
-from modelyard.errors import ArtifactInvalid, ValidationError
+from modelyard.errors import ArtifactInvalid, ModelyardError, ValidationError, release_frames
 from modelyard.handlers.base import Handler, Model, TensorSpec, require
 from modelyard.handlers.lightgbm import LightGBMHandler
 from modelyard.handlers.memory import small_python_objects
@@ -85,6 +87,32 @@ def _listing(root: Path, limit: int = 8) -> str:
     return shown or "no files"
 
 
+@contextmanager
+def _load_errors(root: Path) -> Iterator[None]:
+    """A failed load's error: it keeps nothing alive, and names files by their path in the artifact.
+
+    Framework and user code put absolute paths in their messages (``model_fn`` gets
+    the folder's path); clients must not see them, so they are rewritten here. The
+    frames of the error drop their locals (:func:`~modelyard.errors.release_frames`).
+    """
+    try:
+        yield
+    except BaseException as exc:
+        release_frames(exc)  # a model file read into memory must not live on in the error
+        if not isinstance(exc, ModelyardError):
+            raise
+        message = exc.message
+        for folder in dict.fromkeys((str(root), os.path.realpath(root))):
+            message = message.replace(folder + os.sep, "").replace(folder, ".")
+        for folder in dict.fromkeys((str(root.parent.parent), os.path.realpath(root.parent.parent))):
+            if len(folder) > 1:
+                message = message.replace(folder, "(disk cache)")
+        if message != exc.message:
+            exc.message = message
+            exc.args = (message,)
+        raise
+
+
 class Loader:
     """Turns an unpacked artifact folder into a loaded :class:`Model`."""
 
@@ -124,8 +152,9 @@ class Loader:
 
     def load(self, root: Path) -> Model:
         """Detect the handler and load the model."""
-        handler, model_file = self.detect(root)
-        return handler.load(model_file, trusted=self.trusted)
+        with _load_errors(root):
+            handler, model_file = self.detect(root)
+            return handler.load(model_file, trusted=self.trusted)
 
     def load_measured(
         self, root: Path, measure: Callable[[Callable[[], Model]], tuple[Model, int]]
@@ -138,6 +167,12 @@ class Loader:
         Python objects (``Handler.python_objects``) the small objects the C heap
         measurement cannot see are added (:mod:`modelyard.handlers.memory`).
         """
+        with _load_errors(root):
+            return self._load_measured(root, measure)
+
+    def _load_measured(
+        self, root: Path, measure: Callable[[Callable[[], Model]], tuple[Model, int]]
+    ) -> tuple[Model, int]:
         handler, model_file = self.detect(root)
         if handler.name not in self._warm:
             handler.load(model_file, trusted=self.trusted).unload()

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import ctypes
 import math
+import os
 import pickle
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,10 +29,12 @@ import numpy as np
 
 from modelyard.errors import ArtifactInvalid, ModelError
 from modelyard.handlers.base import Handler, Model, require
+from modelyard.handlers.nesting import MAX_DEPTH, too_deep
 
 __all__ = ["XGBoostHandler", "XGBoostModel"]
 
 _MODEL_NAME = "xgboost-model"
+_LOCATION = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*")
 _SUFFIXES = (".json", ".ubj", ".bst", ".model")
 _PREDICT_ARGS = (
     b'{"type": 0, "training": false, "iteration_begin": 0, "iteration_end": 0, '
@@ -147,25 +151,45 @@ class XGBoostHandler(Handler):
 
     def load(self, model_file: Path, *, trusted: bool) -> Model:
         xgb = require("xgboost", "xgboost")
-        data = model_file.read_bytes()
-        if data[:1] == b"\x80":  # a pickle protocol header
-            if not trusted:
-                raise ArtifactInvalid(
-                    f"'{model_file.name}' is a pickled model, which runs code when loaded; "
-                    "serve it only from a trusted store (--trust-store)."
-                )
-            booster = pickle.loads(data)  # noqa: S301 - the operator trusts this store
+        with model_file.open("rb") as file:
+            pickled = file.read(1) == b"\x80"  # a pickle protocol header
+            if pickled:
+                if not trusted:
+                    raise ArtifactInvalid(
+                        f"'{model_file.name}' is a pickled model, which runs code when loaded; "
+                        "serve it only from a trusted store (--trust-store)."
+                    )
+                file.seek(0)
+                booster = pickle.load(file)  # noqa: S301 - the operator trusts this store
+            else:
+                # one copy in memory, read straight into the buffer XGBoost parses
+                data = bytearray(os.fstat(file.fileno()).st_size)
+                file.seek(0)
+                size = file.readinto(data)
+        if pickled:
             if not isinstance(booster, xgb.Booster):
                 booster = getattr(booster, "get_booster", lambda: None)()
             if booster is None:
                 raise ArtifactInvalid(f"'{model_file.name}' does not hold an XGBoost model.")
         else:
+            if size < 2:  # XGBoost aborts the whole process on an empty buffer
+                raise ArtifactInvalid(f"'{model_file.name}' is not a valid XGBoost model: it is empty.")
+            if too_deep(data):  # XGBoost's recursive parser would overflow the stack and end the process
+                raise ArtifactInvalid(
+                    f"'{model_file.name}' is not a valid XGBoost model: it nests deeper than {MAX_DEPTH} levels."
+                )
             booster = xgb.Booster()
             try:
-                booster.load_model(bytearray(data))
+                booster.load_model(data)
             except xgb.core.XGBoostError as exc:
-                raise ArtifactInvalid(
-                    f"'{model_file.name}' is not a valid XGBoost model: {str(exc).splitlines()[0]}"
-                ) from exc
+                raise ArtifactInvalid(f"'{model_file.name}' is not a valid XGBoost model: {_reason(exc)}") from exc
+            finally:
+                del data
         booster.set_param({"nthread": 1})
         return XGBoostModel(booster)
+
+
+def _reason(exc: BaseException) -> str:
+    """XGBoost's message without its ``[12:00:00] /workspace/src/file.cc:123:`` prefix."""
+    line = (str(exc).splitlines() or [""])[0]
+    return _LOCATION.sub("", line).strip() or type(exc).__name__

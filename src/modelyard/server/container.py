@@ -17,9 +17,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from modelyard.artifacts import validate_target
+from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
 from modelyard.errors import (
     CacheFull,
+    DiskUnavailable,
     InsufficientMemory,
     ModelAlreadyLoaded,
     ModelNotLoaded,
@@ -55,11 +57,27 @@ def _describe(endpoint: Endpoint, name: str, target: str) -> dict[str, object]:
     }
 
 
+def _instances(request: Request) -> list[Endpoint]:
+    """The default endpoint and every control-plane endpoint's instances."""
+    endpoint: Endpoint | None = request.app.state.endpoint
+    control: ControlService | None = request.app.state.control
+    instances = [endpoint] if endpoint is not None else []
+    if control is not None:
+        instances += [i for deployment in control.registry.all() for i in deployment.instances()]
+    return instances
+
+
 async def ping(request: Request) -> Response:
-    """Health check: 200 while serving, 503 while shutting down."""
+    """Health check: 200 while serving; 503 while shutting down or while a disk cache cannot be written."""
     endpoint = request.app.state.endpoint
     if endpoint is not None and endpoint.closing:
         raise ServiceUnavailable("The endpoint is shutting down.")
+    for instance in _instances(request):
+        if (problem := instance.cache.disk.problem()) is not None:
+            where = f"endpoint {instance.name}"
+            if instance is not endpoint:
+                where += f" (variant {instance.variant}, instance {instance.settings.instance_id})"
+            raise DiskUnavailable(f"The disk cache of {where} cannot be written: {problem}.")
     return Response(b"", media_type="application/json")
 
 
