@@ -123,12 +123,14 @@ async def test_update_endpoint_and_failed_update_keeps_serving(plane: ControlPla
     await plane.close()
     variant = {"VariantName": "AllTraffic", "ModelName": "m1", "InstanceType": "ml.m5.large", "InitialInstanceCount": 1}
     await plane.call("CreateEndpointConfig", {"EndpointConfigName": "c2", "ProductionVariants": [variant]})
+    assert isinstance(plane.deployer, FakeDeployer)
+    plane.deployer.gate.clear()  # a slow deployment: still under way when UpdateEndpoint answers
     await plane.call("UpdateEndpoint", {"EndpointName": "houses", "EndpointConfigName": "c2"})
     assert (await plane.call("DescribeEndpoint", {"EndpointName": "houses"}))["EndpointStatus"] == "Updating"
+    plane.deployer.gate.set()
     await plane.close()
     described = await plane.call("DescribeEndpoint", {"EndpointName": "houses"})
     assert (described["EndpointStatus"], described["EndpointConfigName"]) == ("InService", "c2")
-    assert isinstance(plane.deployer, FakeDeployer)
     plane.deployer.fail = "boom"
     await plane.call("UpdateEndpoint", {"EndpointName": "houses", "EndpointConfigName": "c1"})
     await plane.close()
