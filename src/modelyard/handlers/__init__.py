@@ -3,15 +3,14 @@
 :class:`Loader` picks the handler for an artifact from its content: every handler
 looks for its model file, and exactly one must find one (or the endpoint forces a
 framework). An ``inference.py`` outranks the rest: the other files are the data its
-``model_fn`` reads. Nothing matching, or two handlers matching, is a clear
+``model_fn`` reads; an MLflow ``MLmodel`` outranks the single-file rules, since it
+says how its folder's files are read. Nothing matching, or two handlers matching, is a clear
 :class:`~modelyard.errors.ArtifactInvalid` naming what the artifact holds. The rules
 of each handler are in ``docs/frameworks.md``.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from modelyard.errors import ArtifactInvalid, ValidationError
 from modelyard.handlers.base import Handler, Model, TensorSpec, require
 from modelyard.handlers.lightgbm import LightGBMHandler
 from modelyard.handlers.memory import small_python_objects
+from modelyard.handlers.mlflow import MLflowHandler
 from modelyard.handlers.onnx import ONNXHandler
 from modelyard.handlers.python import PythonHandler
 from modelyard.handlers.sklearn import SklearnHandler
@@ -29,7 +29,14 @@ __all__ = ["HANDLERS", "Handler", "Loader", "Model", "TensorSpec", "require"]
 #: every handler modelyard ships, by name
 HANDLERS: dict[str, Handler] = {
     handler.name: handler
-    for handler in (XGBoostHandler(), LightGBMHandler(), SklearnHandler(), ONNXHandler(), PythonHandler())
+    for handler in (
+        XGBoostHandler(),
+        LightGBMHandler(),
+        SklearnHandler(),
+        ONNXHandler(),
+        PythonHandler(),
+        MLflowHandler(),
+    )
 }
 
 
@@ -55,12 +62,15 @@ class Loader:
         self._warm: set[str] = set()
 
     def import_frameworks(self) -> list[str]:
-        """Import the installed frameworks now, so no first request pays for it."""
-        chosen = [self.handlers[self.framework]] if self.framework != "auto" else list(self.handlers.values())
+        """Import the installed frameworks now, so no first request pays for it.
+
+        A handler with ``import_at_start`` off is imported only when the endpoint is forced to it.
+        """
+        forced = self.framework != "auto"
+        chosen = [self.handlers[self.framework]] if forced else list(self.handlers.values())
         imported = []
         for handler in chosen:
-            if handler.module and importlib.util.find_spec(handler.module) is not None:
-                importlib.import_module(handler.module)
+            if (handler.import_at_start or forced) and handler.preimport():
                 imported.append(handler.module)
         return imported
 
@@ -72,8 +82,8 @@ class Loader:
             wanted = self.framework if self.framework != "auto" else "any framework"
             raise ArtifactInvalid(f"The artifact holds no model file for {wanted} (found: {_listing(root)}).")
         if len(found) > 1:
-            top = max(h.priority for h, _ in found)
-            found = [(h, f) for h, f in found if h.priority == top]
+            ranks = [h.rank(root, f) for h, f in found]
+            found = [pair for pair, rank in zip(found, ranks, strict=True) if rank == max(ranks)]
         if len(found) > 1:
             names = ", ".join(f"{h.name} ({f.name})" for h, f in found)
             raise ArtifactInvalid(f"The artifact matches several frameworks: {names}; force one with --framework.")
