@@ -307,3 +307,27 @@ def test_mlflow_is_imported_by_the_first_mlflow_model_only() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.splitlines() == ["[]", "False", "['mlflow.pyfunc']"], out.stderr
+
+
+def test_requirement_mismatches_are_logged_once_per_requirements_list(
+    saved: tuple[Path, Any], tmp_path: Path
+) -> None:
+    """MLflow checks the model's requirements on every load; a thousand models saved alike warn once."""
+    import logging
+
+    copies = [shutil.copytree(saved[0], tmp_path / f"model-{i}") for i in range(3)]
+    for copy in copies:
+        (copy / "requirements.txt").write_text("scikit-learn==0.0.1\nskops\n")
+    records: list[logging.LogRecord] = []
+    collect = logging.Handler()
+    collect.emit = records.append  # type: ignore[method-assign]
+    mlflow_log = logging.getLogger("mlflow")
+    mlflow_log.addHandler(collect)
+    try:
+        loader = Loader(trusted=True)
+        for copy in copies:
+            loader.load(copy).unload()
+    finally:
+        mlflow_log.removeHandler(collect)
+    mismatches = [r for r in records if "scikit-learn==0.0.1" in r.getMessage()]
+    assert len(mismatches) == 1, [r.getMessage() for r in records]

@@ -426,6 +426,9 @@ class MLflowHandler(Handler):
     priority = 2  # the MLmodel says how its folder's files (model.pkl, model.xgb...) are read
     python_objects = True  # pyfunc wrappers, pandas and the flavour's objects are Python objects
 
+    def __init__(self) -> None:
+        self._checked: set[tuple[str, str]] = set()
+
     def preimport(self) -> bool:
         """Import MLflow quietly; a broken install is reported when a model loads, with the pip command."""
         if importlib.util.find_spec("mlflow") is None:
@@ -457,6 +460,36 @@ class MLflowHandler(Handler):
             return 0
         return self.priority
 
+    def _check_requirements(self, folder: Path) -> None:
+        """MLflow's warning about requirements this environment does not satisfy, once per distinct list.
+
+        ``load_model`` checks on every load (the slowest part of a small model's load) and
+        would log the same warning for each of a thousand models saved alike.
+        """
+        path = folder / "requirements.txt"
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        if ("requirements", text) in self._checked:
+            return
+        self._checked.add(("requirements", text))
+        lines = [line.strip() for line in text.splitlines()]
+        listed = [line for line in lines if line and not line.startswith(("#", "-"))]
+        if listed:
+            _mlflow("mlflow.utils.requirements_utils").warn_dependency_requirement_mismatches(listed)
+
+    def _check_python(self, loaded: Any) -> None:
+        """A warning when the model was saved by another Python (major.minor), once per version."""
+        saved = str(loaded.metadata.flavors.get("python_function", {}).get("python_version") or "")
+        if ("python", saved) in self._checked:
+            return
+        self._checked.add(("python", saved))
+        running = f"{sys.version_info.major}.{sys.version_info.minor}"
+        if saved and saved.split(".")[:2] != running.split("."):
+            log.warning(
+                "MLflow models saved with Python %s run here on Python %s: they may not load or predict alike.",
+                saved,
+                running,
+            )
+
     def load(self, model_file: Path, *, trusted: bool) -> Model:
         if not trusted:
             raise ArtifactInvalid(
@@ -468,11 +501,12 @@ class MLflowHandler(Handler):
         folder = model_file.parent
         pyfunc = _mlflow("mlflow.pyfunc")
         errors = _mlflow("mlflow.exceptions")
+        self._check_requirements(folder)
         before = set(sys.path)
         try:
             with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")  # e.g. a Python version mismatch: logged, not raised
-                loaded = pyfunc.load_model(str(folder))
+                warnings.simplefilter("always")  # logged, not raised
+                loaded = pyfunc.load_model(str(folder), suppress_warnings=True)
         except ModuleNotFoundError as exc:
             _forget_code(folder, [p for p in sys.path if p not in before])
             raise ArtifactInvalid(_missing_package(exc.name, folder)) from exc
@@ -486,6 +520,7 @@ class MLflowHandler(Handler):
             ) from exc
         for warning in caught:
             log.warning("loading the MLflow model %s: %s", folder.name, warning.message)
+        self._check_python(loaded)
         model = MLflowModel(loaded, folder, [p for p in sys.path if p not in before])
         model.warm_up()
         # MLflow's load leaves cyclic garbage (parsed YAML, metadata objects) ten times the size of
