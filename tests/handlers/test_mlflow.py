@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from modelyard.control.deployer import framework_for_image
 from modelyard.errors import ArtifactInvalid, ModelError
 from modelyard.handlers import HANDLERS, Loader
 from modelyard.handlers.mlflow import MLflowModel
@@ -73,6 +74,11 @@ def test_inference_py_outranks_an_mlmodel_unless_it_is_the_models_own_code(tmp_p
 def test_forcing_mlflow(tmp_path: Path) -> None:
     root = files(tmp_path, {"code/inference.py": INFERENCE_PY, "MLmodel": MLMODEL})
     assert Loader("mlflow").detect(root)[0].name == "mlflow"
+
+
+def test_control_plane_images_name_mlflow() -> None:
+    assert framework_for_image("mlflow") == "mlflow"
+    assert framework_for_image("123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.1.0") == "mlflow"
 
 
 # -- trust and installation ---------------------------------------------------------
