@@ -315,9 +315,7 @@ def test_mlflow_is_imported_by_the_first_mlflow_model_only() -> None:
     assert out.stdout.splitlines() == ["[]", "False", "['mlflow.pyfunc']"], out.stderr
 
 
-def test_requirement_mismatches_are_logged_once_per_requirements_list(
-    saved: tuple[Path, Any], tmp_path: Path
-) -> None:
+def test_requirement_mismatches_are_logged_once_per_requirements_list(saved: tuple[Path, Any], tmp_path: Path) -> None:
     """MLflow checks the model's requirements on every load; a thousand models saved alike warn once."""
     import logging
 
@@ -325,8 +323,12 @@ def test_requirement_mismatches_are_logged_once_per_requirements_list(
     for copy in copies:
         (copy / "requirements.txt").write_text("scikit-learn==0.0.1\nskops\n")
     records: list[logging.LogRecord] = []
-    collect = logging.Handler()
-    collect.emit = records.append  # type: ignore[method-assign]
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    collect = Collect()
     mlflow_log = logging.getLogger("mlflow")
     mlflow_log.addHandler(collect)
     try:
