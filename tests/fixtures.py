@@ -331,3 +331,68 @@ def zero_bomb(members: tuple[tuple[str, int], ...]) -> bytes:
     parts.append(zlib.compressobj(9, zlib.DEFLATED, -15).flush(zlib.Z_FINISH))  # the final (empty) block
     parts.append(crc.to_bytes(4, "little") + (total & 0xFFFFFFFF).to_bytes(4, "little"))
     return b"".join(parts)
+
+
+# -- MLflow: a scikit-learn pipeline saved by mlflow.sklearn, with a signature --
+
+HOUSE_COLUMNS = ("year", "sqft", "beds", "city")
+CITIES = ("Austin", "Boston", "Chicago")
+
+
+def quietly_import_mlflow() -> Any:
+    """``mlflow.sklearn``, imported without MLflow's import-time warnings (the tests make warnings errors)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import mlflow.pyfunc
+        import mlflow.sklearn
+
+    return mlflow
+
+
+def house_frame(n: int = 60, seed: int = 0) -> Any:
+    """Houses as a DataFrame: ``year`` and ``sqft`` doubles, ``beds`` a long, ``city`` a string."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "year": np.round(rng.uniform(1900, 2020, n), 1),
+            "sqft": np.round(rng.uniform(500, 5000, n), 1),
+            "beds": rng.integers(1, 6, n).astype(np.int64),
+            "city": rng.choice(CITIES, n),
+        }
+    )
+
+
+def save_mlflow_model(path: Path, seed: int = 0, serialization_format: str = "skops") -> Any:
+    """Train a pipeline (one-hot city, ridge regression) on a DataFrame and save it with
+    ``mlflow.sklearn.save_model``, with the signature MLflow infers from the frame; return it."""
+    import warnings
+
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    mlflow = quietly_import_mlflow()
+    frame = house_frame(seed=seed)
+    price = (
+        frame["sqft"] * (100 + seed)
+        + frame["beds"] * 5000
+        + frame["city"].map({"Austin": 0, "Boston": 9e4}).fillna(3e4)
+    )
+    encode = make_column_transformer((OneHotEncoder(handle_unknown="ignore"), ["city"]), remainder="passthrough")
+    pipeline = make_pipeline(encode, Ridge()).fit(frame, price)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's hints about integer columns and pickles
+        signature = mlflow.models.infer_signature(frame, pipeline.predict(frame))
+        mlflow.sklearn.save_model(
+            pipeline,
+            str(path),
+            signature=signature,
+            serialization_format=serialization_format,
+            pip_requirements=["scikit-learn", "skops"],  # inferring them runs a subprocess: seconds
+        )
+    return pipeline

@@ -78,7 +78,10 @@ def endpoint_group(ctx: click.Context, url: str, region: str) -> None:
 @click.argument("name")
 @click.option("--model-data-url", required=True, help="The store prefix of the artifacts (s3://…, a folder).")
 @click.option(
-    "--image", default="auto", show_default=True, help="Handler: auto, xgboost, lightgbm, sklearn, onnx, python."
+    "--image",
+    default="auto",
+    show_default=True,
+    help="Handler: auto, xgboost, lightgbm, sklearn, onnx, mlflow, python.",
 )
 @click.option("--instance-type", default="ml.m5.large", show_default=True, help="Sets the memory budget per instance.")
 @click.option("--instance-count", type=click.IntRange(1, 64), default=1, show_default=True)

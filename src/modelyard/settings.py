@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     framework: str = "auto"
     """Handler for every artifact (``xgboost``...) or ``auto`` to detect it per artifact."""
     trust_store: bool = False
-    """Allow formats that run code when loaded (pickle, joblib, inference.py) from the default store."""
+    """Allow formats that run code when loaded (pickle, joblib, MLflow models, inference.py) from the default store."""
     trusted_stores: list[str] = Field(default_factory=list)
     """Store URL prefixes (``s3://bucket/trusted/``, folders) whose artifacts may run code when endpoints
     created through the control plane serve them. Only the operator grants trust: never an API call."""

@@ -53,7 +53,7 @@ def test_sklearn_model_of_python_objects_is_not_measured_as_nearly_free(tmp_path
     assert size >= 0.9 * traced, (size, traced)
 
 
-@pytest.mark.parametrize("framework", ["lightgbm", "sklearn", "onnx", "python"])
+@pytest.mark.parametrize("framework", ["lightgbm", "sklearn", "onnx", "python", "mlflow"])
 def test_measured_sizes_match_resident_growth(tmp_path: Path, framework: str) -> None:
     """40 models in a fresh interpreter: the resident set grows by what was measured (±50%)."""
     from tests.handlers.memory_probe import write
@@ -74,4 +74,4 @@ def test_measured_sizes_match_resident_growth(tmp_path: Path, framework: str) ->
 
 
 def test_handlers_made_of_python_objects_say_so() -> None:
-    assert {name for name, h in HANDLERS.items() if h.python_objects} == {"lightgbm", "sklearn", "python"}
+    assert {name for name, h in HANDLERS.items() if h.python_objects} == {"lightgbm", "sklearn", "python", "mlflow"}

@@ -7,9 +7,10 @@
 Container fields:
 
 * ``Image`` names the handler: ``auto``, ``xgboost``, ``lightgbm``, ``sklearn``,
-  ``onnx``, ``python``, or a SageMaker image URI whose repository names one
+  ``onnx``, ``mlflow``, ``python``, or a SageMaker image URI whose repository names one
   (``…/sagemaker-xgboost:1.7-1`` → ``xgboost``, ``…/sagemaker-scikit-learn:1.2-1`` →
-  ``sklearn``). Anything else fails the endpoint with a ``FailureReason``.
+  ``sklearn``, MLflow's ``…/mlflow-pyfunc:3.1.0`` → ``mlflow``). Anything else fails
+  the endpoint with a ``FailureReason``.
 * ``ModelDataUrl`` is the store prefix; it must exist and be readable. A folder on
   this host must lie in the operator's ``model_roots`` (or the default store's
   folder, or a declared endpoint's), else ``CreateModel`` is refused. Its artifacts
@@ -52,7 +53,13 @@ __all__ = ["EndpointDeployer", "framework_for_image"]
 
 log = logging.getLogger("modelyard.control")
 
-_ALIASES = {"scikit-learn": "sklearn", "sklearn": "sklearn", "onnxruntime": "onnx", "lgbm": "lightgbm"}
+_ALIASES = {
+    "scikit-learn": "sklearn",
+    "sklearn": "sklearn",
+    "onnxruntime": "onnx",
+    "lgbm": "lightgbm",
+    "mlflow-pyfunc": "mlflow",  # the image `mlflow sagemaker build-and-push-container` pushes
+}
 _MARKER = ".modelyard-endpoint"  # in each endpoint's cache folder: modelyard made it and may remove it
 
 

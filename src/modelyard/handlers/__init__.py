@@ -3,7 +3,8 @@
 :class:`Loader` picks the handler for an artifact from its content: every handler
 looks for its model file, and exactly one must find one (or the endpoint forces a
 framework). An ``inference.py`` outranks the rest: the other files are the data its
-``model_fn`` reads. Nothing matching, or two handlers matching, is a clear
+``model_fn`` reads; an MLflow ``MLmodel`` outranks the single-file rules, since it
+says how its folder's files are read. Nothing matching, or two handlers matching, is a clear
 :class:`~modelyard.errors.ArtifactInvalid` naming what the artifact holds. The rules
 of each handler are in ``docs/frameworks.md``.
 """
@@ -24,6 +25,7 @@ from modelyard.errors import ArtifactInvalid, ModelyardError, ValidationError, r
 from modelyard.handlers.base import Handler, Model, TensorSpec, require
 from modelyard.handlers.lightgbm import LightGBMHandler
 from modelyard.handlers.memory import small_python_objects
+from modelyard.handlers.mlflow import MLflowHandler
 from modelyard.handlers.onnx import ONNXHandler
 from modelyard.handlers.python import PythonHandler
 from modelyard.handlers.sklearn import SklearnHandler
@@ -34,7 +36,14 @@ __all__ = ["HANDLERS", "Handler", "Loader", "Model", "TensorSpec", "frameworks",
 #: every handler modelyard ships, by name
 HANDLERS: dict[str, Handler] = {
     handler.name: handler
-    for handler in (XGBoostHandler(), LightGBMHandler(), SklearnHandler(), ONNXHandler(), PythonHandler())
+    for handler in (
+        XGBoostHandler(),
+        LightGBMHandler(),
+        SklearnHandler(),
+        ONNXHandler(),
+        PythonHandler(),
+        MLflowHandler(),
+    )
 }
 
 
@@ -57,11 +66,14 @@ _importing: threading.Thread | None = None
 _importing_lock = threading.Lock()
 
 
-def _import(modules: list[str]) -> None:
-    for module in modules:
-        # an import allocates: never inside a load's measuring window
-        with sizing.measuring():
-            importlib.import_module(module)
+def _import(handlers: list[Handler]) -> list[str]:
+    """Import the installed frameworks of ``handlers``; the modules imported."""
+    imported = []
+    for handler in handlers:
+        with sizing.measuring():  # an import allocates: never inside a load's measuring window
+            if handler.preimport():
+                imported.append(handler.module)
+    return imported
 
 
 def import_soon() -> threading.Thread:
@@ -73,10 +85,8 @@ def import_soon() -> threading.Thread:
     global _importing
     with _importing_lock:
         if _importing is None:
-            modules = [
-                h.module for h in HANDLERS.values() if h.module and importlib.util.find_spec(h.module) is not None
-            ]
-            _importing = threading.Thread(target=_import, args=(modules,), name="modelyard-imports")
+            handlers = [h for h in HANDLERS.values() if h.import_at_start]
+            _importing = threading.Thread(target=_import, args=(handlers,), name="modelyard-imports")
             _importing.start()
         return _importing
 
@@ -129,11 +139,13 @@ class Loader:
         self._warm: set[str] = set()
 
     def import_frameworks(self) -> list[str]:
-        """Import the installed frameworks this loader may use now (blocking)."""
-        chosen = [self.handlers[self.framework]] if self.framework != "auto" else list(self.handlers.values())
-        modules = [h.module for h in chosen if h.module and importlib.util.find_spec(h.module) is not None]
-        _import(modules)
-        return modules
+        """Import the installed frameworks this loader may use now (blocking).
+
+        A handler with ``import_at_start`` off is imported only when the endpoint is forced to it.
+        """
+        forced = self.framework != "auto"
+        chosen = [self.handlers[self.framework]] if forced else list(self.handlers.values())
+        return _import([h for h in chosen if h.import_at_start or forced])
 
     def detect(self, root: Path) -> tuple[Handler, Path]:
         """The handler for the artifact in ``root`` and the file it will load."""
@@ -143,8 +155,8 @@ class Loader:
             wanted = self.framework if self.framework != "auto" else "any framework"
             raise ArtifactInvalid(f"The artifact holds no model file for {wanted} (found: {_listing(root)}).")
         if len(found) > 1:
-            top = max(h.priority for h, _ in found)
-            found = [(h, f) for h, f in found if h.priority == top]
+            ranks = [h.rank(root, f) for h, f in found]
+            found = [pair for pair, rank in zip(found, ranks, strict=True) if rank == max(ranks)]
         if len(found) > 1:
             names = ", ".join(f"{h.name} ({f.name})" for h, f in found)
             raise ArtifactInvalid(f"The artifact matches several frameworks: {names}; force one with --framework.")

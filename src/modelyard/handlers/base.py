@@ -15,6 +15,7 @@ describes it with :meth:`Model.signature`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -121,6 +122,8 @@ class Handler(ABC):
     name: str = ""
     #: the framework module, imported ahead of the first load when installed
     module: str = ""
+    #: import ``module`` when the endpoint starts (else when the first model loads, unless forced)
+    import_at_start: bool = True
     #: when several handlers find a model file, the highest priority alone wins (a tie is an error)
     priority: int = 0
     #: also count the small Python objects the load leaves (they escape the C heap measurement)
@@ -129,6 +132,17 @@ class Handler(ABC):
     @abstractmethod
     def find(self, root: Path) -> Path | None:
         """The model file this handler would load from ``root``, or None."""
+
+    def preimport(self) -> bool:
+        """Import ``module`` now if it is installed; True when it was."""
+        if not self.module or importlib.util.find_spec(self.module) is None:
+            return False
+        importlib.import_module(self.module)
+        return True
+
+    def rank(self, root: Path, model_file: Path) -> int:
+        """This handler's priority for the artifact in ``root``: ``priority``, unless its content says otherwise."""
+        return self.priority
 
     @abstractmethod
     def load(self, model_file: Path, *, trusted: bool) -> Model:
