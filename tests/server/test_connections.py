@@ -389,3 +389,26 @@ def test_more_connections_than_open_files(limited_server: LimitedServer) -> None
     finally:
         for sock in attackers:
             sock.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /v2/models/Houston_TX.tar.gz/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # Open Inference Protocol
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: SageMaker.ListModels\r\n",  # control plane
+        b"POST /models HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # container API
+    ],
+)
+def test_a_body_that_stops_ends_every_route_cleanly(
+    serve: Callable[..., BackgroundServer], store: Path, head: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = serve(store, body_timeout=0.5)
+    with connect(server.url) as sock:
+        sock.sendall(head + b"Content-Length: 100\r\n\r\n{")
+        answer, closed = drain(sock)
+    assert status(answer) == 408, answer[:200]
+    assert closed
+    seen = metrics(server.url)
+    assert seen["Invocation5XXErrors_total"] == 0
+    assert seen["Invocations_total"] == 0
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == []
