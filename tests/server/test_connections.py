@@ -62,6 +62,19 @@ def drain(sock: socket.socket, timeout: float = 10.0) -> tuple[bytes, bool]:
     return received, False
 
 
+def read_response(sock: socket.socket) -> bytes:
+    """One whole response (head and Content-Length body) from a connection that stays open."""
+    answer = b""
+    while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < int(
+        header(answer, b"content-length") or 0
+    ):
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed after {answer[:200]!r}")
+        answer += chunk
+    return answer
+
+
 def closed_by_server(sock: socket.socket, timeout: float = 0.0) -> bool:
     """Whether the server has closed ``sock`` (within ``timeout`` seconds)."""
     return drain(sock, timeout)[1]
@@ -92,7 +105,8 @@ def invoke(url: str, body: bytes = ROW, target: str = TARGET) -> tuple[int, byte
 
 
 def status(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
+    """The status of a raw response; 0 when there is none."""
+    return int(answer[9:12]) if answer.startswith(b"HTTP/1.1 ") else 0
 
 
 def header(answer: bytes, name: bytes) -> bytes | None:
@@ -205,6 +219,41 @@ def test_a_trickled_body_is_closed_at_the_request_deadline(serve: Callable[..., 
     assert metrics(server.url)["ConnectionsClosed_total[request_timeout]"] == 1
 
 
+def test_a_later_request_on_a_connection_has_its_own_header_deadline(
+    serve: Callable[..., BackgroundServer], store: Path
+) -> None:
+    server = serve(store, header_timeout=0.5, keep_alive_timeout=30)
+    with connect(server.url) as sock:
+        sock.sendall(complete_request())
+        assert status(read_response(sock)) == 200
+        time.sleep(1)  # idle longer than header_timeout: the next request's clock starts with its first byte
+        sock.sendall(INVOKE)  # then a head that trickles
+        answer, closed = b"", False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if select.select([sock], [], [], 0.05)[0]:
+                answer, closed = drain(sock)
+                break
+            sock.send(b"x")
+    assert status(answer) == 408, answer[:200]
+    assert closed
+    assert metrics(server.url)["ConnectionsClosed_total[header_timeout]"] == 1
+
+
+def test_a_steady_body_in_many_reads_is_served(serve: Callable[..., BackgroundServer], store: Path) -> None:
+    server = serve(store, body_timeout=0.5, request_timeout=10)
+    rows = b"\n".join([ROW] * 40_000)  # about 900 KB, sent over two seconds
+    with connect(server.url) as sock:
+        sock.sendall(INVOKE + b"X-Amzn-SageMaker-Target-Model: %s\r\n" % TARGET.encode())
+        sock.sendall(b"Content-Type: text/csv\r\nContent-Length: %d\r\n\r\n" % len(rows))
+        for start in range(0, len(rows), len(rows) // 10):
+            sock.sendall(rows[start : start + len(rows) // 10])
+            time.sleep(0.2)  # each pause within body_timeout, the whole longer than it
+        answer = read_response(sock)
+    assert status(answer) == 200, answer[:200]
+    assert answer.count(b"\n") > 40_000
+
+
 def test_an_idle_keep_alive_connection_is_closed(serve: Callable[..., BackgroundServer], store: Path) -> None:
     server = serve(store, keep_alive_timeout=0.3)
     with connect(server.url) as sock:
@@ -237,10 +286,7 @@ def test_idle_keep_alive_connections_go_first(serve: Callable[..., BackgroundSer
     server = serve(store, max_connections=3)
     idle = connect(server.url)
     idle.sendall(complete_request())
-    answer = b""
-    while b"\r\n\r\n" not in answer:
-        answer += idle.recv(65536)
-    assert status(answer) == 200
+    assert status(read_response(idle)) == 200
     reading = [connect(server.url) for _ in range(2)]
     for sock in reading:
         sock.sendall(INVOKE)

@@ -209,9 +209,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._phase != _FRESH:  # a later request: its clock starts with its first byte
-            self._since = self.loop.time()
-            self._enter(self._registry.reading)
+        # A later request's clock starts with its first byte, set in _reading(): most requests arrive
+        # whole in one read, and then need neither a clock nor a place among the reading connections.
         self._phase = _HEAD
 
     def on_headers_complete(self) -> None:
@@ -227,7 +226,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._idle()
         else:
             self._phase = _APP
-            self._leave()
+            if self._group is not None:
+                self._leave()
 
     def on_response_complete(self) -> None:
         # uvicorn's, with the connection's own timer in place of a keep-alive timer armed per response
@@ -258,13 +258,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _reading(self) -> None:
         """After a read that left a request's head or body incomplete."""
         limits = self._limits
+        now = self.loop.time()
+        registry = self._registry
+        if self._group is not registry.reading:  # the request began with this read (a new one is in already)
+            self._since = now
+            self._enter(registry.reading)
         if self._phase == _HEAD:
             if self._head_bytes > limits.max_header_bytes or len(self.headers) > MAX_HEADER_FIELDS:
                 self._refuse(self._head_too_large(), "head_too_large")
             else:
                 self._schedule(self._since + limits.header_timeout)
             return
-        now = self.loop.time()
         self._mark = now
         self._schedule(min(now + limits.body_timeout, self._since + limits.request_timeout))
 
@@ -273,7 +277,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._phase = _IDLE
         self._mark = now
         self._enter(self._registry.idle)
-        self._schedule(now + self._limits.keep_alive_timeout)
+        deadline = now + self._limits.keep_alive_timeout
+        if deadline < self._timer_at:  # rarely: the timer is usually armed already, and re-arms itself
+            self._schedule(deadline)
 
     def _schedule(self, deadline: float) -> None:
         """Make the timer fire no later than ``deadline``; an earlier timer re-arms itself when it fires."""
