@@ -254,6 +254,24 @@ def test_a_steady_body_in_many_reads_is_served(serve: Callable[..., BackgroundSe
     assert answer.count(b"\n") > 40_000
 
 
+def test_a_response_the_client_stops_reading_is_dropped(serve: Callable[..., BackgroundServer], store: Path) -> None:
+    server = serve(store, body_timeout=0.5)
+    rows = b"\n".join([ROW] * 250_000)  # 5.75 MB in, 6 MB of JSON predictions out: more than socket buffers hold
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and hardly any room for them
+    host, port = server.url.removeprefix("http://").split(":")
+    sock.connect((host, int(port)))
+    with sock:
+        sock.sendall(complete_request(rows).replace(b"Content-Length", b"Accept: application/json\r\nContent-Length"))
+        deadline = time.monotonic() + 20
+        while server.connections.closed["send_timeout"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # never reading
+        assert server.connections.closed["send_timeout"] == 1
+        _, closed = drain(sock)
+    assert closed
+    assert invoke(server.url)[0] == 200
+
+
 def test_an_idle_keep_alive_connection_is_closed(serve: Callable[..., BackgroundServer], store: Path) -> None:
     server = serve(store, keep_alive_timeout=0.3)
     with connect(server.url) as sock:

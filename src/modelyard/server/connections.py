@@ -194,10 +194,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        if self._phase == _APP:
+        phase = self._phase
+        if phase in (_APP, _IDLE):  # the response, or its unsent end, is stuck
             now = self.loop.time()
             self._mark = now
-            self._enter(self._registry.writing)
+            if phase == _APP:
+                self._enter(self._registry.writing)
             self._schedule(now + self._limits.body_timeout)
 
     def resume_writing(self) -> None:
@@ -300,7 +302,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if phase in (_FRESH, _HEAD):
             deadline, reason = self._since + limits.header_timeout, "header_timeout"
         elif phase == _IDLE:
-            deadline, reason = self._mark + limits.keep_alive_timeout, "keep_alive_timeout"
+            if self.flow.write_paused:  # answered, but the client does not read the end of it
+                deadline, reason = self._mark + limits.body_timeout, "send_timeout"
+            else:
+                deadline, reason = self._mark + limits.keep_alive_timeout, "keep_alive_timeout"
         elif phase == _BODY:
             if self.flow.read_paused:  # the app has not taken what arrived: the client is not the one waiting
                 self._mark = now
