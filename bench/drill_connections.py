@@ -20,6 +20,7 @@ import contextlib
 import os
 import resource
 import selectors
+import shutil
 import socket
 import subprocess
 import sys
@@ -280,6 +281,7 @@ def drill(target: Target, args: argparse.Namespace) -> None:
 def own_server(open_files: int) -> tuple[subprocess.Popen[bytes], Target]:
     target_name = ensure_artifacts(1)[0]
     root = OUT / "drill"
+    shutil.rmtree(root, ignore_errors=True)  # a fresh disk cache and control plane each run
     store = make_store(root / "store", [target_name])
     port = free_port()
     command = [sys.executable, "-m", "modelyard", "serve", str(store), "--port", str(port), "--memory", "256MiB"]
