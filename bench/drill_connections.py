@@ -225,10 +225,23 @@ def connections(target: Target, count: int, first: bytes) -> tuple[list[socket.s
     return socks, outcomes
 
 
+def warm_up(target: Target, seconds: float = 120.0) -> None:
+    """Invoke until the model answers (the server may still be importing its frameworks)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(OSError), Conn(target.port, timeout=60) as conn:
+            if conn.roundtrip(invoke_request(target.model))[0] == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{target.model} did not answer 200 within {seconds:.0f} s")
+        time.sleep(0.2)
+
+
 def drill(target: Target, args: argparse.Namespace) -> None:
+    warm_up(target)
+    print(f"server RSS, warm: {(target.rss() or 0) / 2**20:.0f} MiB")
     client = GoodClient(target)
     thread = client.start()
-    print(f"server RSS at start: {(target.rss() or 0) / 2**20:.0f} MiB")
     time.sleep(2)
     print(f"baseline ({client.summary(0)})")
 
