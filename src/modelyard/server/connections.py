@@ -385,8 +385,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._close(None)
 
     def _close(self, reason: str | None) -> None:
-        """Close now; counted under ``reason`` when given."""
-        if reason is not None:
+        """Close now; counted under ``reason`` unless it was counted when answered."""
+        if reason is not None and self._phase != _LINGER:
             self._registry.counts.closed[reason] += 1
         self._phase = _LINGER
         transport = self.transport
