@@ -462,6 +462,7 @@ def test_more_connections_than_open_files(limited_server: LimitedServer) -> None
         b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: SageMaker.ListModels\r\n",  # control plane
         b"POST /models HTTP/1.1\r\nHost: 127.0.0.1\r\n",  # container API
     ],
+    ids=["v2", "control", "container"],
 )
 def test_a_body_that_stops_ends_every_route_cleanly(
     serve: Callable[..., BackgroundServer], store: Path, head: bytes, caplog: pytest.LogCaptureFixture
