@@ -81,6 +81,11 @@ def main() -> None:
     help="Control-plane state and its endpoints' caches.  [default: ~/.local/share/modelyard]",
 )
 @click.option("--control/--no-control", default=None, help="Serve the SageMaker control plane.  [default: on]")
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    help="Open client connections at most.  [default: from the open-files limit, up to 4096]",
+)
 def serve(
     store: str | None,
     config: Path | None,

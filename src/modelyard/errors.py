@@ -16,13 +16,16 @@ boundary (``raise ArtifactNotFound(...) from exc``), so nothing below leaks as a
     │   │   └── ArtifactUnreadable       (corrupt or truncated archive)
     │   ├── PayloadTooLarge
     │   ├── UnsupportedContentType
-    │   └── ModelTooLarge                (larger than the whole memory budget)
+    │   ├── ModelTooLarge                (larger than the whole memory budget)
+    │   └── RequestHeadTooLarge          431 (request line and headers over max_header_bytes)
     ├── ModelError                       ModelError            424
     ├── ModelNotReady                    ModelNotReadyException 429
+    ├── RequestTimeout                   RequestTimeout        408 (head or body too slow)
     ├── ServiceUnavailable               ServiceUnavailable    503
     │   ├── CacheFull                    (every resident model is pinned or in use)
     │   ├── StoreError                   (the store is unreachable or refuses us)
-    │   └── DiskUnavailable              (the disk cache cannot be written)
+    │   ├── DiskUnavailable              (the disk cache cannot be written)
+    │   └── TooManyConnections           (every connection is busy; Retry-After: 1)
     ├── container and repository APIs:
     │   ├── ModelAlreadyLoaded           409
     │   ├── ModelNotLoaded               404
@@ -57,8 +60,11 @@ __all__ = [
     "ModelTooLarge",
     "ModelyardError",
     "PayloadTooLarge",
+    "RequestHeadTooLarge",
+    "RequestTimeout",
     "ServiceUnavailable",
     "StoreError",
+    "TooManyConnections",
     "UnrecognizedClient",
     "UnsupportedContentType",
     "ValidationError",
@@ -122,6 +128,12 @@ class ModelTooLarge(ValidationError):
     """The model does not fit in the whole memory budget, even with the cache empty."""
 
 
+class RequestHeadTooLarge(ValidationError):
+    """The request line and headers are larger than the server reads."""
+
+    status = 431
+
+
 class ModelError(ModelyardError):
     """The model's own code failed on this request (bad rows, handler exception)."""
 
@@ -143,6 +155,13 @@ class ModelNotReady(ModelyardError):
     status = 429
 
 
+class RequestTimeout(ModelyardError):
+    """The client sent its request's head or body too slowly."""
+
+    code = "RequestTimeout"
+    status = 408
+
+
 class ServiceUnavailable(ModelyardError):
     """The server is overloaded (bounded queues full) or shutting down."""
 
@@ -160,6 +179,10 @@ class StoreError(ServiceUnavailable):
 
 class DiskUnavailable(ServiceUnavailable):
     """The disk cache cannot be written (read-only file system, no permission, disk full)."""
+
+
+class TooManyConnections(ServiceUnavailable):
+    """Every connection the server accepts is busy with a request being served."""
 
 
 class ModelAlreadyLoaded(ModelyardError):

@@ -32,7 +32,16 @@ if TYPE_CHECKING:
     from modelyard.cache import ModelCache
     from modelyard.entries import Entry
 
-__all__ = ["BUCKETS", "CONTENT_TYPE", "EVICTION_REASONS", "Histogram", "Metrics", "MetricsHub"]
+__all__ = [
+    "BUCKETS",
+    "CLOSE_REASONS",
+    "CONTENT_TYPE",
+    "EVICTION_REASONS",
+    "ConnectionCounts",
+    "Histogram",
+    "Metrics",
+    "MetricsHub",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LABELS = ("EndpointName", "VariantName", "Instance")
@@ -59,6 +68,17 @@ BUCKETS = (
 """Histogram bounds in seconds: a warm request (~0.1–0.3 ms) to a load timing out (60 s)."""
 EVICTION_REASONS = ("capacity", "replaced", "cache_disabled", "unloaded", "invalidated", "shutdown")
 """Why a model leaves memory: ``Reason`` label values of ``ModelEvictions_total``."""
+CLOSE_REASONS = (
+    "header_timeout",
+    "body_timeout",
+    "request_timeout",
+    "send_timeout",
+    "keep_alive_timeout",
+    "head_too_large",
+    "evicted",
+    "over_capacity",
+)
+"""Why the server closed a client connection: ``Reason`` label values of ``ConnectionsClosed_total``."""
 _LE = [*(floatToGoString(b) for b in BUCKETS), "+Inf"]  # type: ignore[no-untyped-call]
 
 
@@ -192,6 +212,21 @@ class Metrics(CacheEvents):
         self.models.failed(target, code, str(error), exists=exists)
 
 
+class ConnectionCounts:
+    """The HTTP server's client connections: open now, the cap, and those the server closed, by reason.
+
+    Server-wide, so these series carry no endpoint labels. Connections that clients close
+    themselves are not counted; a request that never fully arrived is not an invocation.
+    """
+
+    __slots__ = ("closed", "limit", "open")
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.limit = 0
+        self.closed = dict.fromkeys(CLOSE_REASONS, 0)
+
+
 class MetricsHub:
     """Every endpoint instance of the process in one exposition (``/metrics``).
 
@@ -201,6 +236,8 @@ class MetricsHub:
 
     def __init__(self) -> None:
         self.members: list[Metrics] = []
+        self.connections = ConnectionCounts()
+        """The server's connections (kept by :mod:`modelyard.server.connections`)."""
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_HubCollector(self))
         ProcessCollector(registry=self.registry)
@@ -232,6 +269,20 @@ class _HubCollector(Collector):
                 else:
                     merged[family.name] = family
         yield from merged.values()
+        counts = self._hub.connections
+        for name, doc, value in (
+            ("Connections", "Client connections open.", counts.open),
+            ("ConnectionLimit", "Client connections the server keeps open at most.", counts.limit),
+        ):
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], value)
+            yield gauge
+        closed = CounterMetricFamily(
+            "ConnectionsClosed", "Client connections the server closed, by reason.", labels=("Reason",)
+        )
+        for reason, value in counts.closed.items():
+            closed.add_metric([reason], value)
+        yield closed
 
 
 class _Collector(Collector):

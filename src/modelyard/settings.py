@@ -108,6 +108,26 @@ class Settings(BaseSettings):
     """Different models downloading/loading at the same time."""
     max_inflight: int = 512
     """Requests in progress before new ones get ServiceUnavailable."""
+    max_connections: int | None = Field(default=None, ge=1)
+    """Open client connections at most. At the cap, a new connection closes the most stalled one (idle
+    keep-alive first, then the one reading a request for the longest time); when every connection is busy
+    with a request being served, it is answered 503 with ``Retry-After: 1``. None: derived from the process's
+    open-file limit (half of what is left after 64 descriptors for the store, disk cache and logs, at most
+    4,096), so that accepting can never run out of file descriptors."""
+    max_header_bytes: ByteSize = Field(default=ByteSize(64 * 1024), ge=1024)
+    """Largest request head (request line and headers); a larger one is answered 431 and the connection closed."""
+    header_timeout: float = Field(default=10.0, gt=0)
+    """Seconds from a request's first byte (or the connection's opening) until its headers are complete;
+    then 408 and the connection is closed (slowloris)."""
+    body_timeout: float = Field(default=30.0, gt=0)
+    """Longest pause, in seconds, while a request's body arrives or while a response waits for the client to
+    read it; then the connection is closed (with 408 when no response was started)."""
+    request_timeout: float = Field(default=60.0, gt=0)
+    """Seconds from a request's first byte until its body has fully arrived, however steadily it trickles
+    (SageMaker gives a whole invocation 60 s)."""
+    keep_alive_timeout: float = Field(default=75.0, gt=0)
+    """Seconds an idle keep-alive connection stays open. Longer than the 60 s idle timeout of AWS load
+    balancers, so that a balancer never reuses a connection the server is closing."""
     inline_payload: ByteSize = ByteSize(64 * 1024)
     """Bodies up to this size predict on the event loop; larger ones on a worker thread."""
     eviction: Literal["gdsf", "lru"] = "gdsf"

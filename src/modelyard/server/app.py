@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -22,7 +22,7 @@ from modelyard.server.control import control_api
 from modelyard.server.dashboard import Series
 from modelyard.server.dashboard import routes as dashboard_routes
 from modelyard.server.guard import Guard
-from modelyard.server.responses import handle_error, handle_http_error, handle_unexpected
+from modelyard.server.responses import handle_disconnect, handle_error, handle_http_error, handle_unexpected
 from modelyard.server.runtime import InvocationsApp
 from modelyard.server.startup import announce
 
@@ -102,6 +102,7 @@ def create_app(
         exception_handlers={
             ModelyardError: handle_error,
             HTTPException: handle_http_error,
+            ClientDisconnect: handle_disconnect,
             Exception: handle_unexpected,
         },
     )

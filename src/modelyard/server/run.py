@@ -18,7 +18,9 @@ from modelyard.endpoint import Endpoint
 from modelyard.errors import ValidationError
 from modelyard.metrics import MetricsHub
 from modelyard.server.app import create_app
+from modelyard.server.connections import protocol_class
 from modelyard.server.guard import Guard
+from modelyard.server.limits import ConnectionLimits, raise_open_files_limit
 from modelyard.server.runtime import InvocationsApp
 from modelyard.settings import Settings
 from modelyard.store import Store
@@ -30,7 +32,7 @@ log = logging.getLogger("modelyard.server")
 
 def build(
     settings: Settings, store: Store | None = None
-) -> tuple[InvocationsApp, Endpoint | None, ControlService | None]:
+) -> tuple[InvocationsApp, Endpoint | None, ControlService | None, MetricsHub]:
     """The app with its default endpoint (when there is a store) and its control plane (unless turned off)."""
     hub = MetricsHub()
     endpoint = Endpoint(settings, store, hub=hub) if store is not None or settings.store is not None else None
@@ -45,22 +47,32 @@ def build(
             settings.host,
             settings.port,
         )
-    return create_app(endpoint, control, hub, guard), endpoint, control
+    return create_app(endpoint, control, hub, guard), endpoint, control, hub
 
 
-def _config(app: InvocationsApp, settings: Settings, *, uvicorn_logging: bool = True) -> uvicorn.Config:
+def _config(
+    app: InvocationsApp,
+    settings: Settings,
+    hub: MetricsHub,
+    *,
+    open_files: int | None = None,
+    uvicorn_logging: bool = True,
+) -> uvicorn.Config:
     try:
         import uvloop  # noqa: F401
 
         loop = "uvloop"
     except ImportError:
         loop = "asyncio"
+    limits = ConnectionLimits.from_settings(settings, open_files)
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         loop=loop,
-        http="httptools",
+        # httptools with limits on heads, read deadlines and connections (uvicorn's limit_concurrency stays off)
+        http=protocol_class(limits, hub.connections),
+        ws="none",
         access_log=False,
         log_level=settings.log_level.lower(),
         lifespan="on",
@@ -80,8 +92,16 @@ def serve(settings: Settings, store: Store | None = None) -> None:
             "Configure access_keys to require SigV4 signatures.",
             settings.host,
         )
-    app, _, _ = build(settings, store)
-    uvicorn.Server(_config(app, settings, uvicorn_logging=False)).run()
+    before, open_files = raise_open_files_limit()
+    app, _, _, hub = build(settings, store)
+    config = _config(app, settings, hub, open_files=open_files, uvicorn_logging=False)
+    log.info(
+        "Open files allowed: %s%s; client connections: up to %d.",
+        open_files if open_files is not None else "unlimited",
+        f" (raised from {before})" if before != open_files else "",
+        hub.connections.limit,
+    )
+    uvicorn.Server(config).run()
 
 
 class BackgroundServer:
@@ -91,7 +111,7 @@ class BackgroundServer:
     """
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
-        app, endpoint, control = build(settings, store)
+        app, endpoint, control, hub = build(settings, store)
         self.endpoint = endpoint
         self.control = control
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -99,7 +119,9 @@ class BackgroundServer:
         self._socket.bind((settings.host, settings.port))
         self.port = self._socket.getsockname()[1]
         self.url = f"http://{settings.host}:{self.port}"
-        self._server = uvicorn.Server(_config(app, settings))
+        self.connections = hub.connections
+        """The server's connection numbers (open, limit, closed by reason)."""
+        self._server = uvicorn.Server(_config(app, settings, hub))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
 
     def __enter__(self) -> BackgroundServer:

@@ -29,7 +29,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -68,6 +68,8 @@ def _v2(handler: RouteHandler) -> RouteHandler:
             return await handler(request)
         except ModelyardError as exc:
             return _error(exc.message, exc.status)
+        except ClientDisconnect:
+            raise  # nobody to answer: the app's handler ends it quietly
         except Exception:
             log.exception("internal failure on %s %s", request.method, request.url.path)
             return _error("An internal error occurred; see the server log.", 500)
@@ -174,6 +176,8 @@ async def infer(request: Request) -> Response:
     target = request.path_params["name"]
     try:
         response, model_seconds = await _run(request, endpoint)
+    except ClientDisconnect:
+        raise  # the request never fully arrived: not an invocation
     except Exception as exc:
         if isinstance(exc, ModelyardError):
             status, code, message = exc.status, exc.code, exc.message
