@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from modelyard import jsonrows, textrows
 from modelyard.errors import ModelError, UnsupportedContentType
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 _NAN = math.nan
-_JSON_KEYS = ("instances", "inputs", "features", "data")
+_JSON_KEYS = jsonrows.ROW_KEYS
 
 
 def _media(header: str) -> str:
@@ -73,56 +74,6 @@ def as_rows(array: np.ndarray, n_features: int | None, dtype: Any = np.float32, 
         raise ModelError(f"{what} has values of type {array.dtype}, not numbers.") from None
 
 
-def _csv_field(text: bytes, row: int, column: int) -> float:
-    if not text.strip():
-        return _NAN
-    try:
-        return float(text)
-    except ValueError:
-        shown = text.decode("utf-8", "replace").strip()
-        raise ModelError(f"Row {row}, column {column}: '{shown}' is not a number.") from None
-
-
-def _decode_csv(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
-    rows: list[list[float]] = []
-    for number, line in enumerate(body.splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split(b",")
-        try:
-            rows.append([float(f) for f in fields])
-        except ValueError:  # empty fields are missing values; anything else is an error
-            rows.append([_csv_field(f, number, col) for col, f in enumerate(fields, 1)])
-    return _rows_to_array(rows, n_features, dtype)
-
-
-def _decode_libsvm(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
-    parsed: list[dict[int, float]] = []
-    width = n_features or 0
-    for number, line in enumerate(body.decode("utf-8", "replace").splitlines(), 1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        row: dict[int, float] = {}
-        for token in tokens[1:] if ":" not in tokens[0] else tokens:
-            index, _, value = token.partition(":")
-            try:
-                row[int(index)] = float(value)
-            except ValueError:
-                raise ModelError(f"Row {number}: '{token}' is not index:value.") from None
-            if int(index) < 0 or (n_features is not None and int(index) >= n_features):
-                raise ModelError(f"Row {number}: feature index {index} is out of range.")
-        width = max(width, max(row, default=-1) + 1)
-        parsed.append(row)
-    if not parsed:
-        raise ModelError("The request has no rows.")
-    matrix = np.full((len(parsed), width), np.nan, dtype=dtype)
-    for i, row in enumerate(parsed):
-        for j, cell in row.items():
-            matrix[i, j] = cell
-    return matrix
-
-
 def _json_doc(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -131,7 +82,12 @@ def _json_doc(body: bytes) -> Any:
 
 
 def _decode_json(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
-    return _json_rows(_json_doc(body), n_features, dtype)
+    rows = jsonrows.matrix(body)
+    if rows is None:
+        return _json_rows(_json_doc(body), n_features, dtype)
+    if n_features is not None and rows.shape[1] != n_features:
+        raise ModelError(f"Rows have {rows.shape[1]} values, the model expects {n_features} features.")
+    return textrows.rows_of(rows, dtype)
 
 
 def _json_rows(doc: Any, n_features: int | None, dtype: Any) -> np.ndarray:
@@ -146,6 +102,15 @@ def _json_rows(doc: Any, n_features: int | None, dtype: Any) -> np.ndarray:
         doc = [doc]
     if not isinstance(doc, list):
         raise ModelError('JSON body must be a list of rows or {"instances": [...]}.')
+    listed = [row.get("features", row.get("values")) if isinstance(row, dict) else row for row in doc]
+    try:  # numpy reads every value as float() would (None is NaN); anything else is worded below
+        array = np.array(listed, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        array = None
+    if array is not None and array.ndim == 2 and array.size:
+        if n_features is not None and array.shape[1] != n_features:
+            raise ModelError(f"Rows have {array.shape[1]} values, the model expects {n_features} features.")
+        return textrows.rows_of(array, dtype)
     rows: list[list[float]] = []
     for number, row in enumerate(doc, 1):
         if isinstance(row, dict):
@@ -165,6 +130,11 @@ def _decode_jsonlines(body: bytes, n_features: int | None, dtype: Any) -> np.nda
     lines = [line for line in body.splitlines() if line.strip()]
     if len(lines) <= 1:
         return _decode_json(body, n_features, dtype)
+    matrix = jsonrows.rows(b"[" + b",".join(lines) + b"]")  # rows of numbers, one per line
+    if matrix is not None and matrix.shape[0] == len(lines):
+        if n_features is not None and matrix.shape[1] != n_features:
+            raise ModelError(f"Rows have {matrix.shape[1]} values, the model expects {n_features} features.")
+        return textrows.rows_of(matrix, dtype)
     rows: list[Any] = []
     for number, line in enumerate(lines, 1):
         try:
@@ -244,9 +214,9 @@ def _all_text(array: np.ndarray) -> bool:
 
 
 _DECODERS: dict[str, Callable[[bytes, int | None, Any], np.ndarray]] = {
-    "text/csv": _decode_csv,
-    "text/libsvm": _decode_libsvm,
-    "text/x-libsvm": _decode_libsvm,
+    "text/csv": textrows.decode_csv,
+    "text/libsvm": textrows.decode_libsvm,
+    "text/x-libsvm": textrows.decode_libsvm,
     "application/json": _decode_json,
     "application/jsonlines": _decode_jsonlines,
     "application/x-npy": _decode_npy,
@@ -304,9 +274,17 @@ def request_options(body: bytes, content_type: str | None, custom_attributes: st
             key, sep, value = pair.partition("=")
             if sep and key.strip():
                 options[key.strip().lower()] = value.strip()
-    # Reading the JSON twice is paid only by bodies that name an option.
+    # Reading the JSON twice is paid only by bodies that name an option, and not for their rows.
     if content_type and _media(content_type).startswith("application/json") and b'"output"' in body:
-        doc = _json_doc(body)
+        doc = jsonrows.document(body)
+        if doc is None:
+            doc = _json_doc(body)
         if isinstance(doc, dict):
-            options.update({k: v for k, v in doc.items() if k not in _JSON_KEYS and isinstance(v, str)})
+            options.update(
+                {
+                    k: v
+                    for k, v in doc.items()
+                    if k not in _JSON_KEYS and isinstance(v, str) and not jsonrows.is_placeholder(v)
+                }
+            )
     return options
