@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from modelyard import jsonrows, textrows
+from modelyard import jsonrows, numformat, textrows
 from modelyard.errors import ModelError, UnsupportedContentType
 
 __all__ = [
@@ -166,6 +166,9 @@ def _decode_npy(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
 
 def plain(values: np.ndarray) -> list[Any]:
     """Predictions as JSON-ready Python values (``float32`` printed at its own precision)."""
+    if values.dtype == np.float32 and values.ndim:  # float(str(v)) for each value, all at once
+        listed_floats: list[Any] = numformat.float32_values(values).reshape(values.shape).tolist()
+        return listed_floats
     if values.dtype == np.float32:
         return [float(str(v)) if v.ndim == 0 else plain(v) for v in values]
     if values.dtype.kind in "OSU":
@@ -183,7 +186,23 @@ def _csv_cells(row: Any) -> list[str]:
     return [str(v) for v in (row if np.ndim(row) else [row])]
 
 
+def _table(predictions: np.ndarray) -> np.ndarray | None:
+    """Predictions as rows of numbers, when they are numbers in one or two dimensions."""
+    if predictions.ndim not in (1, 2) or not predictions.size or predictions.dtype.kind not in "fiub":
+        return None
+    if predictions.dtype.kind == "f" and predictions.dtype not in (np.float32, np.float64):
+        return None  # float16 and long double print their own way
+    return predictions.reshape(len(predictions), -1)
+
+
 def _encode_csv(predictions: np.ndarray) -> bytes:
+    table = _table(predictions)
+    if table is not None and table.dtype == np.float32:
+        return numformat.float32_table(table, "numpy", cell_end=b",", row_end=b"\n")
+    if table is not None:  # str() of a numpy number is str() of the Python number it holds
+        if predictions.ndim == 1:
+            return "\n".join(map(str, predictions.tolist())).encode()
+        return "\n".join(",".join(map(str, row)) for row in predictions.tolist()).encode()
     if predictions.dtype.kind in "OSU":  # labels may hold commas or quotes: quote them as CSV does
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -195,7 +214,27 @@ def _encode_csv(predictions: np.ndarray) -> bytes:
 
 
 def _encode_json(predictions: np.ndarray) -> bytes:
-    return json.dumps({"predictions": [{"score": score} for score in plain(predictions)]}).encode()
+    table = _table(predictions)
+    if table is None:
+        return json.dumps({"predictions": [{"score": score} for score in plain(predictions)]}).encode()
+    one = predictions.ndim == 1
+    if table.dtype == np.float32:
+        scores = numformat.float32_table(
+            table,
+            "json",
+            row_start=b'{"score": ' if one else b'{"score": [',
+            cell_end=b", ",
+            row_end=b"}, " if one else b"]}, ",
+            end=b"}" if one else b"]}",
+        )
+        return b'{"predictions": [' + scores + b"]}"
+    # json's own text for the numbers, cut between them: ", " and "], [" occur nowhere else
+    listed = json.dumps(predictions.tolist())[1:-1]
+    if one:
+        scores_text = listed.replace(", ", '}, {"score": ')
+        return ('{"predictions": [{"score": ' + scores_text + "}]}").encode()
+    scores_text = listed.replace("], [", ']}, {"score": [')
+    return ('{"predictions": [{"score": ' + scores_text + "}]}").encode()
 
 
 def _encode_npy(predictions: np.ndarray) -> bytes:
