@@ -22,8 +22,9 @@ from modelyard.control.auth import Verifier
 from modelyard.control.operations import ACCOUNT
 from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
-from modelyard.errors import AccessDenied, EndpointNotFound, ModelyardError, PayloadTooLarge
+from modelyard.errors import AccessDenied, EndpointNotFound, ModelyardError
 from modelyard.logs import REQUEST_ID, new_request_id
+from modelyard.server.body import ClientDisconnect, asgi_chunks, read_body
 from modelyard.server.context import no_default_endpoint
 from modelyard.server.responses import error_response
 
@@ -37,22 +38,6 @@ VARIANT_HEADER = b"x-amzn-sagemaker-target-variant"
 _OPEN = frozenset({"/", "/ping", "/metrics"})  # "/" is the control plane, which checks signatures itself
 _PREFIX = "/endpoints/"
 _SUFFIX = "/invocations"
-
-
-async def _read_body(receive: Receive, declared: int | None, limit: int) -> bytes | None:
-    """The body, or None when the client went away; refuses more than ``limit`` bytes."""
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes.")
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body += bytes(message.get("body", b""))
-        if len(body) > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-        if not message.get("more_body", False):
-            return body
 
 
 Authorize = Callable[[Scope, bytes, Endpoint, "str | None"], None]
@@ -90,8 +75,9 @@ async def respond(
         elif name == ATTRIBUTES_HEADER:
             attributes = value.decode("utf-8", "replace")
     try:
-        body = await _read_body(receive, declared, endpoint.settings.max_payload)
-        if body is None:
+        try:
+            body = await read_body(asgi_chunks(receive), endpoint.settings.max_payload, declared)
+        except ClientDisconnect:
             return
         if authorize is not None:
             authorize(scope, body, endpoint, target)

@@ -46,6 +46,7 @@ from modelyard.errors import (
 from modelyard.handlers import Model, TensorSpec
 from modelyard.logs import REQUEST_ID, new_request_id
 from modelyard.server import tensors
+from modelyard.server.body import read_body
 from modelyard.server.context import primary_endpoint
 from modelyard.server.responses import request_id
 
@@ -84,13 +85,7 @@ def _spec(spec: TensorSpec) -> dict[str, Any]:
 
 async def _body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes.")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+    body = await read_body(request.stream(), limit, int(declared) if declared.isdigit() else None)
     encoding = request.headers.get("content-encoding", "").lower()
     if encoding in ("gzip", "deflate"):
         inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
