@@ -17,7 +17,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,23 +39,13 @@ __all__ = [
 ]
 
 _NAN = math.nan
+# predictions from this many values on are written a whole array at a time (fewer are faster one by one)
+_VECTOR_VALUES = 256
 _JSON_KEYS = jsonrows.ROW_KEYS
 
 
 def _media(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
-
-
-def _rows_to_array(rows: Sequence[Sequence[float]], n_features: int | None, dtype: Any) -> np.ndarray:
-    if not rows:
-        raise ModelError("The request has no rows.")
-    width = len(rows[0])
-    for number, row in enumerate(rows, 1):
-        if len(row) != width:
-            raise ModelError(f"Row {number} has {len(row)} values, row 1 has {width}.")
-    if n_features is not None and width != n_features:
-        raise ModelError(f"Rows have {width} values, the model expects {n_features} features.")
-    return np.array(rows, dtype=dtype)
 
 
 def as_rows(array: np.ndarray, n_features: int | None, dtype: Any = np.float32, what: str = "The input") -> np.ndarray:
@@ -82,7 +72,7 @@ def _json_doc(body: bytes) -> Any:
 
 
 def _decode_json(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
-    rows = jsonrows.matrix(body)
+    rows = jsonrows.matrix(body) if len(body) >= textrows.VECTOR_BYTES else None
     if rows is None:
         return _json_rows(_json_doc(body), n_features, dtype)
     if n_features is not None and rows.shape[1] != n_features:
@@ -122,7 +112,7 @@ def _json_rows(doc: Any, n_features: int | None, dtype: Any) -> np.ndarray:
         except (TypeError, ValueError):
             bad = next(i for i, v in enumerate(row, 1) if not _is_number(v))
             raise ModelError(f"Row {number}, column {bad}: {json.dumps(row[bad - 1])} is not a number.") from None
-    return _rows_to_array(rows, n_features, dtype)
+    return textrows.rows_to_array(rows, n_features, dtype)
 
 
 def _decode_jsonlines(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
@@ -130,7 +120,7 @@ def _decode_jsonlines(body: bytes, n_features: int | None, dtype: Any) -> np.nda
     lines = [line for line in body.splitlines() if line.strip()]
     if len(lines) <= 1:
         return _decode_json(body, n_features, dtype)
-    matrix = jsonrows.rows(b"[" + b",".join(lines) + b"]")  # rows of numbers, one per line
+    matrix = jsonrows.rows(b"[" + b",".join(lines) + b"]") if len(body) >= textrows.VECTOR_BYTES else None
     if matrix is not None and matrix.shape[0] == len(lines):
         if n_features is not None and matrix.shape[1] != n_features:
             raise ModelError(f"Rows have {matrix.shape[1]} values, the model expects {n_features} features.")
@@ -166,7 +156,7 @@ def _decode_npy(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
 
 def plain(values: np.ndarray) -> list[Any]:
     """Predictions as JSON-ready Python values (``float32`` printed at its own precision)."""
-    if values.dtype == np.float32 and values.ndim:  # float(str(v)) for each value, all at once
+    if values.dtype == np.float32 and values.ndim and values.size >= _VECTOR_VALUES:  # float(str(v)), all at once
         listed_floats: list[Any] = numformat.float32_values(values).reshape(values.shape).tolist()
         return listed_floats
     if values.dtype == np.float32:
@@ -187,8 +177,8 @@ def _csv_cells(row: Any) -> list[str]:
 
 
 def _table(predictions: np.ndarray) -> np.ndarray | None:
-    """Predictions as rows of numbers, when they are numbers in one or two dimensions."""
-    if predictions.ndim not in (1, 2) or not predictions.size or predictions.dtype.kind not in "fiub":
+    """Predictions as rows of numbers, when they are numbers in one or two dimensions, and many."""
+    if predictions.ndim not in (1, 2) or predictions.size < _VECTOR_VALUES or predictions.dtype.kind not in "fiub":
         return None
     if predictions.dtype.kind == "f" and predictions.dtype not in (np.float32, np.float64):
         return None  # float16 and long double print their own way
@@ -315,7 +305,7 @@ def request_options(body: bytes, content_type: str | None, custom_attributes: st
                 options[key.strip().lower()] = value.strip()
     # Reading the JSON twice is paid only by bodies that name an option, and not for their rows.
     if content_type and _media(content_type).startswith("application/json") and b'"output"' in body:
-        doc = jsonrows.document(body)
+        doc = jsonrows.document(body) if len(body) >= textrows.VECTOR_BYTES else None
         if doc is None:
             doc = _json_doc(body)
         if isinstance(doc, dict):

@@ -37,7 +37,7 @@ Style = Literal["numpy", "json"]
 _POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
 _POW10_FLOAT = np.array([10.0**k for k in range(23)])
 _POW5 = np.array([5**k for k in range(27)], dtype=np.int64)
-_TRIPLETS = np.frombuffer("".join(f"{i:03d}" for i in range(1000)).encode(), dtype=np.uint8).reshape(1000, 3)
+_QUADS = np.frombuffer("".join(f"{i:04d}" for i in range(10_000)).encode(), dtype="<u4")  # "0042" as 4 bytes
 _LIMIT = 2**61
 
 
@@ -81,63 +81,90 @@ def _exact_binades() -> tuple[np.ndarray, np.ndarray]:
 _EXACT_BINADES, _THRESHOLDS = _exact_binades()
 
 
-def _shortest(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shortest digits ``d`` and the exponent ``k`` of their last one (``|v| = d * 10**k``), see module doc."""
-    bits = values.view(np.uint32).astype(np.int64)
-    fraction, biased = bits & 0x7FFFFF, (bits >> 23) & 0xFF
-    m, e = fraction | 0x800000, biased - 150
-    odd = m & 1
-    below = np.where(fraction == 0, 1, 2)  # the margin below, in quarter units: smaller at a power of two
-    digit_exponent = np.searchsorted(_THRESHOLDS, np.abs(values), side="right").astype(np.int64) - 46
-    k9 = digit_exponent - 8
-    s2, s5 = e - 2 - k9, -k9
-    mult = np.left_shift(_POW5[np.maximum(s5, 0)], np.maximum(s2, 0))
-    scale = np.left_shift(_POW5[np.maximum(-s5, 0)], np.maximum(-s2, 0))
-    q9, r9 = np.divmod(4 * m * mult, scale)
+def _scaling() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per binade, the float32 power of ten inside it (else inf); per binade and side of that power
+    (index ``2 * biased + reached``), with ``E`` the first digit's exponent and ``k9 = E - 8``:
+    ``k9``, ``mult`` and ``scale`` such that ``v / 10**k9 = 4 * m * mult / scale / 4``."""
+    power = np.full(256, np.inf, dtype=np.float32)
+    k9 = np.zeros(512, dtype=np.int64)
+    mult = np.ones(512, dtype=np.int64)
+    scale = np.ones(512, dtype=np.int64)
+    for biased in np.flatnonzero(_EXACT_BINADES).tolist():
+        low = np.float32(2.0 ** (biased - 127))
+        digit = int(np.searchsorted(_THRESHOLDS, low, side="right")) - 46
+        if digit + 46 < len(_THRESHOLDS) and _THRESHOLDS[digit + 46] < 2.0 ** (biased - 126):
+            power[biased] = _THRESHOLDS[digit + 46]
+        for reached in (0, 1):
+            k = digit + reached - 8
+            s2, s5 = biased - 152 - k, -k
+            k9[2 * biased + reached] = k
+            mult[2 * biased + reached] = 2 ** max(s2, 0) * 5 ** max(s5, 0)
+            scale[2 * biased + reached] = 2 ** max(-s2, 0) * 5 ** max(-s5, 0)
+    return power, k9, mult, scale
+
+
+_BINADE_POWER, _K9, _MULT, _SCALE = _scaling()
+
+
+def _shortest(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shortest digits ``d``, the exponent ``k`` of their last one (``|v| = d * 10**k``) and how many
+    there are (see module doc)."""
+    bits = values.view(np.uint32)
+    fraction, biased = (bits & 0x7FFFFF).astype(np.int64), bits >> 23 & 0xFF
+    odd = fraction & 1
+    below = 2 - (fraction == 0)  # the margin below, in quarter units: smaller at a power of two
+    # the binade and whether the value reaches the binade's power of ten (a binade holds at most one)
+    # give the first digit's exponent, hence k9 and the integers of the scaling (see _SCALING)
+    case = 2 * biased + (np.abs(values) >= _BINADE_POWER[biased])
+    k9, mult, scale = _K9[case], _MULT[case], _SCALE[case]
+    q9, r9 = np.divmod(4 * (fraction | 0x800000) * mult, scale)
+    # Dropping digits worth ``dropped`` units of q9's last digit keeps the number within the margins
+    # when dropped * scale <= low_cap (rounding down) or (10**j - dropped) * scale <= high_cap (up).
+    # Both margins are below 60 units (half an ulp is at most 2**-24 of the value), so dropping
+    # j >= 2 digits fits only when digits 2..j-1 are all 0 (down) or all 9 (up).
     low_cap = below * mult - r9 - odd
-    low_max = np.where(low_cap >= 0, low_cap // scale, -1)  # the dropped part allowed when rounding down
-    high_max = (2 * mult + r9 - odd) // scale  # its complement allowed when rounding up
-    # Both margins are below 60 units of q9's last digit (half an ulp is at most 2**-24 of the value),
-    # so dropping j >= 2 digits fits only when digits 2..j-1 are all 0 (down) or all 9 (up).
+    high_cap = 2 * mult + r9 - odd
     last, last2, upper = q9 % 10, q9 % 100, q9 // 100
-    low_level = np.where(
-        last2 <= low_max, 2 + _trailing_zeros(upper), np.where(last <= low_max, 1, np.where(low_max >= 0, 0, -1))
-    )
-    high_level = np.where(
-        100 - last2 <= high_max,
-        2 + _trailing_zeros(upper + 1),
-        np.where(10 - last <= high_max, 1, np.where(high_max >= 1, 0, -1)),
-    )
+    low_level = np.where(last * scale <= low_cap, 1, np.where(low_cap >= 0, 0, -1))
+    two = last2 * scale <= low_cap
+    low_level[two] = 2 + _trailing_zeros(upper[two])
+    high_level = np.where((10 - last) * scale <= high_cap, 1, np.where(scale <= high_cap, 0, -1))
+    two = (100 - last2) * scale <= high_cap
+    high_level[two] = 2 + _trailing_zeros(upper[two] + 1)
     level = np.maximum(low_level, high_level)
     power = _POW10[level]
     kept, dropped = np.divmod(q9, power)
-    low, high = level <= low_level, level <= high_level
-    # both directions fit: compare the dropped part (dropped * scale + r9) with half of power * scale
-    gap = power - 2 * dropped
-    down = (gap >= 2) | ((gap == 1) & (scale > 2 * r9))
-    tie = ((gap == 1) & (scale == 2 * r9)) | ((gap == 0) & (r9 == 0))
-    down = np.where(tie, kept % 2 == 0, down)
-    down = np.where(low & high, down, low)
-    return kept + ~down, k9 + level
+    # both directions fit: the closer wins, the even digit on a tie (the dropped part against half a unit)
+    twice = (2 * dropped - power) * scale + 2 * r9  # 2 * (dropped part - half of power), in 1/scale units
+    up = np.where(twice == 0, kept % 2 == 1, twice > 0)
+    up = np.where((level <= low_level) & (level <= high_level), up, level > low_level)
+    # q9 has nine digits and a maximal level leaves no trailing zero, so the digits left are 9 - level
+    # (one, when all nine round up to the next power of ten)
+    return kept + up, k9 + level, np.maximum(9 - level, 1)
 
 
 def _trailing_zeros(numbers: np.ndarray) -> np.ndarray:
     """How many decimal zeros each positive integer ends with."""
     count = np.zeros(len(numbers), dtype=np.int64)
-    active = np.flatnonzero(numbers % 10 == 0)
-    rest = numbers[active] // 10
+    active = np.arange(len(numbers))
+    rest = numbers
     while len(active):
-        count[active] += 1
         more = rest % 10 == 0
         active, rest = active[more], rest[more] // 10
+        count[active] += 1
     return count
 
 
-def _digit_block(digits: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """The digits of each number as characters, left-aligned in 9 columns and padded with '0'."""
-    padded = digits * _POW10[9 - count]
-    groups = (padded // 1_000_000, padded // 1000 % 1000, padded % 1000)
-    return np.concatenate([_TRIPLETS[g] for g in groups], axis=1)
+def _digit_block(digits: np.ndarray, count: np.ndarray, width: int) -> np.ndarray:
+    """The digits of each number as characters, left-aligned in ``width`` columns and padded with '0'."""
+    padded = digits * _POW10[9 - count]  # nine digits: the first, then two groups of four
+    block = np.empty((len(digits), 3 + max(width, 9)), dtype=np.uint8)
+    block[:, 3] = ord("0") + padded // 100_000_000
+    groups = block[:, 4:12].view(np.uint32)  # four characters per group, from one table lookup each
+    groups[:, 0] = _QUADS[padded // 10_000 % 10_000]
+    groups[:, 1] = _QUADS[padded % 10_000]
+    block[:, 12:] = ord("0")
+    return block[:, 3 : 3 + width]
 
 
 def float32_table(
@@ -146,16 +173,18 @@ def float32_table(
     """A 2-D float32 array as text: ``row_start``, then each cell followed by ``cell_end``,
     the last of a row by ``row_end`` instead, and the very last by ``end``."""
     rows, columns = values.shape
-    cells = float32_text(values.reshape(-1), style)
     column = np.tile(np.arange(columns), rows)
     ending = np.where(column < columns - 1, 0, 1)
     if rows * columns:
         ending[-1] = 2
-    suffix = _variants((cell_end, row_end, end))[ending]
-    parts = [cells, suffix]
-    if row_start:
-        parts.insert(0, _variants((row_start, b""))[np.where(column == 0, 0, 1)])
-    return np.concatenate(parts, axis=1).tobytes().translate(None, b"\0")
+    before = _variants((row_start, b""))[np.where(column == 0, 0, 1)] if row_start else None
+    matrix = _text_matrix(values.reshape(-1), style, before, _variants((cell_end, row_end, end))[ending])
+    return matrix.tobytes().translate(None, b"\0")
+
+
+def float32_text(values: np.ndarray, style: Style) -> np.ndarray:
+    """Each float32 as text (see module doc): one row of bytes per value, NUL where nothing is written."""
+    return _text_matrix(values, style, None, None)
 
 
 def _variants(texts: tuple[bytes, ...]) -> np.ndarray:
@@ -164,20 +193,36 @@ def _variants(texts: tuple[bytes, ...]) -> np.ndarray:
     return np.array(texts, dtype=f"S{width}").view(np.uint8).reshape(len(texts), width)
 
 
-def float32_text(values: np.ndarray, style: Style) -> np.ndarray:
-    """Each float32 as text (see module doc): one row of bytes per value, NUL where nothing is written."""
+def _text_matrix(values: np.ndarray, style: Style, before: np.ndarray | None, after: np.ndarray | None) -> np.ndarray:
+    """Rows of ``before`` (if any), each value's text and ``after`` (if any), NUL-padded."""
     values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
     biased = (values.view(np.uint32) >> 23) & 0xFF
     fast = _EXACT_BINADES[biased]
     if fast.all():
-        return _render(values, style)
-    slow = np.flatnonzero(~fast)
-    texts = [_slow(values[index], style).encode() for index in slow.tolist()]
-    rendered = _render(values[fast], style)
-    out = np.zeros((len(values), max(rendered.shape[1], *map(len, texts))), dtype=np.uint8)
-    out[fast, : rendered.shape[1]] = rendered
-    for index, text in zip(slow.tolist(), texts, strict=True):
-        out[index, : len(text)] = np.frombuffer(text, dtype=np.uint8)
+        layout = _Layout(values, style)
+        slow, texts = np.zeros(0, dtype=np.int64), []
+    else:
+        layout = _Layout(values[fast], style)
+        slow = np.flatnonzero(~fast)
+        texts = [_slow(values[index], style).encode() for index in slow.tolist()]
+    head = 0 if before is None else before.shape[1]
+    width = max(layout.width, *map(len, texts)) if texts else layout.width
+    tail = 0 if after is None else after.shape[1]
+    out = np.zeros((len(values), head + width + tail), dtype=np.uint8)
+    if before is not None:
+        out[:, :head] = before
+    if after is not None:
+        out[:, head + width :] = after
+    if texts:
+        cells = np.zeros((len(values), width), dtype=np.uint8)
+        fast_rows = np.zeros((len(layout.values), layout.width), dtype=np.uint8)
+        layout.write(fast_rows)
+        cells[fast, : layout.width] = fast_rows
+        for index, text in zip(slow.tolist(), texts, strict=True):
+            cells[index, : len(text)] = np.frombuffer(text, dtype=np.uint8)
+        out[:, head : head + width] = cells
+    else:
+        layout.write(out[:, head : head + width])
     return out
 
 
@@ -188,7 +233,7 @@ def float32_values(values: np.ndarray) -> np.ndarray:
     fast = _EXACT_BINADES[biased]
     out = values.astype(np.float64)  # zeros, NaN and infinities are the same
     if fast.any():
-        digits, last = _shortest(values[fast])
+        digits, last, _ = _shortest(values[fast])
         # digits < 2**53 and 10**|last| exact: one correctly rounded operation, as float() rounds
         power = _POW10_FLOAT[np.abs(last)]
         number = np.where(last >= 0, digits * power, digits / power)
@@ -209,48 +254,56 @@ def _slow(value: np.float32, style: Style) -> str:
     return repr(number)
 
 
-def _render(values: np.ndarray, style: Style) -> np.ndarray:
-    """Text rows for values in the exact binades: sign, integer part, point, fraction, exponent.
+class _Layout:
+    """Where each character of each value's text goes, for values in the exact binades.
 
-    Each part is a block of columns; a character's column need not be next to the one
-    before it, since the NULs between are dropped (so no digit has to be shifted).
+    Columns: the sign; "0." for positional numbers below one and the zeros after
+    the point; then each digit followed by a column for the point (written after
+    the units digit, or after the first digit in scientific notation); then the
+    exponent. A whole number's text ends with the digit after its point: the
+    padding '0' ("100.0"). Unused columns stay NUL.
     """
-    n = len(values)
-    digits, last = _shortest(values)
-    count = np.searchsorted(_POW10, digits, side="right")  # 1 to 9 digits
-    first = last + count - 1  # the exponent of the first digit
-    if style == "numpy":
-        magnitude = np.abs(values).astype(np.float64)  # compared as numpy does, to 1e-4 itself
-        positional = (magnitude >= 1e-4) & (magnitude < 1e6)
-    else:
-        positional = (first >= -4) & (first < 16)
-    scientific = ~positional
-    below_one = positional & (first < 0)
-    # the last digit of the integer part: the units in positional, the first digit in scientific
-    units = np.where(positional, first, 0)
-    block = _digit_block(digits, count)
-    integer_width = int(units.max(initial=0)) + 1
-    columns = np.arange(max(integer_width, 9))
-    out = [np.where(values < 0, np.uint8(ord("-")), np.uint8(0))[:, None]]
-    if below_one.any():
-        out.append(np.where(below_one, np.uint8(ord("0")), np.uint8(0))[:, None])
-    integer = block if integer_width <= 9 else np.pad(block, ((0, 0), (0, integer_width - 9)), constant_values=48)
-    out.append(np.where(columns[:integer_width] <= units[:, None], integer[:, :integer_width], np.uint8(0)))
-    point = positional | (count > 1)
-    out.append(np.where(point, np.uint8(ord(".")), np.uint8(0))[:, None])
-    zeros = np.where(below_one, -first - 1, 0)
-    if zeros.any():
-        out.append(np.where(columns[: int(zeros.max())] < zeros[:, None], np.uint8(ord("0")), np.uint8(0)))
-    fraction = (columns[:9] > units[:, None]) & (columns[:9] < count[:, None])
-    out.append(np.where(fraction, block, np.uint8(0)))
-    whole = positional & (count <= units + 1)  # "100.0": the fraction is a zero
-    out.append(np.where(whole, np.uint8(ord("0")), np.uint8(0))[:, None])
-    if scientific.any():
-        exponent = np.zeros((n, 4), dtype=np.uint8)
-        power = np.abs(first[scientific])
-        exponent[scientific, 0] = ord("e")
-        exponent[scientific, 1] = np.where(first[scientific] < 0, ord("-"), ord("+"))
-        exponent[scientific, 2] = ord("0") + power // 10
-        exponent[scientific, 3] = ord("0") + power % 10
-        out.append(exponent)
-    return np.concatenate(out, axis=1)
+
+    def __init__(self, values: np.ndarray, style: Style) -> None:
+        digits, last, count = _shortest(values)
+        first = last + count - 1  # the exponent of the first digit
+        if style == "numpy":
+            magnitude = np.abs(values).astype(np.float64)  # compared as numpy does, to 1e-4 itself
+            positional = (magnitude >= 1e-4) & (magnitude < 1e6)
+        else:
+            positional = (first >= -4) & (first < 16)
+        self.values, self.first, self.positional = values, first, positional
+        self.below_one = positional & (first < 0)
+        self.zeros = int(np.where(self.below_one, -first - 1, 0).max(initial=0))
+        # the digit the point follows: the units in positional (none below one), the first in scientific
+        self.point = np.where(positional, np.where(self.below_one, -1, first), np.where(count > 1, 0, -1))
+        # digits written: all of them, and in positional the zeros up to the units and the one after the point
+        self.shown = np.where(positional & ~self.below_one, np.maximum(count, first + 2), count)
+        self.places = int(self.shown.max(initial=1))
+        self.block = _digit_block(digits, count, self.places)
+        self.scientific = bool((~positional).any())
+        self.width = 1 + (2 + self.zeros if self.below_one.any() else 0) + 2 * self.places + 4 * self.scientific
+
+    def write(self, out: np.ndarray) -> None:
+        """Fill ``out`` (one row per value, ``width`` columns, all NUL)."""
+        nul = np.uint8(0)
+        out[:, 0] = np.where(self.values < 0, np.uint8(ord("-")), nul)
+        at = 1
+        if self.below_one.any():
+            out[:, at] = out[:, at + 1] = np.where(self.below_one, np.uint8(ord("0")), nul)
+            out[self.below_one, at + 1] = ord(".")
+            zeros = np.where(self.below_one, -self.first - 1, 0)
+            for k in range(self.zeros):
+                out[:, at + 2 + k] = np.where(zeros > k, np.uint8(ord("0")), nul)
+            at += 2 + self.zeros
+        place = np.arange(self.places)
+        out[:, at : at + 2 * self.places : 2] = np.where(place < self.shown[:, None], self.block, nul)
+        out[:, at + 1 : at + 2 * self.places : 2] = np.where(place == self.point[:, None], np.uint8(ord(".")), nul)
+        at += 2 * self.places
+        if self.scientific:
+            rows = np.flatnonzero(~self.positional)
+            power = self.first[rows]
+            out[rows, at] = ord("e")
+            out[rows, at + 1] = np.where(power < 0, ord("-"), ord("+"))
+            out[rows, at + 2] = ord("0") + np.abs(power) // 10
+            out[rows, at + 3] = ord("0") + np.abs(power) % 10
