@@ -178,7 +178,9 @@ def _csv_cells(row: Any) -> list[str]:
 
 def _table(predictions: np.ndarray) -> np.ndarray | None:
     """Predictions as rows of numbers, when they are numbers in one or two dimensions, and many."""
-    if predictions.ndim not in (1, 2) or predictions.size < _VECTOR_VALUES or predictions.dtype.kind not in "fiub":
+    if predictions.ndim not in (1, 2) or predictions.dtype.kind not in "fiub":
+        return None
+    if not predictions.size or predictions.size < _VECTOR_VALUES:
         return None
     if predictions.dtype.kind == "f" and predictions.dtype not in (np.float32, np.float64):
         return None  # float16 and long double print their own way

@@ -183,11 +183,9 @@ def decode_libsvm(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray
     matrix = np.full((int(rows[-1]) + 1, width), np.nan, dtype=dtype)
     cells = feature_rows * width + columns
     if len(cells) and np.bincount(cells).max() > 1:  # an index repeated in a row: the last one wins
-        flat = matrix.reshape(-1)
-        for cell, value in zip(cells.tolist(), values.tolist(), strict=True):
-            flat[cell] = value
-    else:
-        matrix.reshape(-1)[cells] = values
+        last = dict(zip(cells.tolist(), values.tolist(), strict=True))
+        cells, values = np.fromiter(last, dtype=np.int64, count=len(last)), np.array(list(last.values()))
+    matrix.reshape(-1)[cells] = values
     return matrix
 
 
