@@ -16,11 +16,11 @@ the interval when the dropped part ``q9 % 10**j`` (rounding down) or its
 complement (rounding up) is within the margin, and the largest such ``j`` gives
 the shortest digits; both directions fitting, the closer wins (the even digit
 on a tie). The integers stay below ``2**63`` for ``float32`` values whose
-binade keeps them there (:data:`_EXACT_BINADES`, about ``1e-7`` to ``1e20``);
+binade keeps them there (:data:`_EXACT_BINADES`, about ``1e-7`` to ``1e22``);
 other values, zeros, NaN and infinities are printed by numpy itself.
 
 The text is assembled in a byte matrix, one row per value, with NUL bytes where a
-row needs no character; removing the NULs (one ``bytes.replace``) joins the rows.
+row needs no character; removing the NULs (``bytes.translate``) joins the rows.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ Style = Literal["numpy", "json"]
 
 _POW10 = np.array([10**k for k in range(19)], dtype=np.int64)
 _POW10_FLOAT = np.array([10.0**k for k in range(23)])
-_POW5 = np.array([5**k for k in range(27)], dtype=np.int64)
 _QUADS = np.frombuffer("".join(f"{i:04d}" for i in range(10_000)).encode(), dtype="<u4")  # "0042" as 4 bytes
 _LIMIT = 2**61
+_BLOCK_ROWS = 32_768
 
 
 def _exact_binades() -> tuple[np.ndarray, np.ndarray]:
@@ -72,8 +72,8 @@ def _exact_binades() -> tuple[np.ndarray, np.ndarray]:
             s2, s5 = e - 2 - k9, -k9
             mult = 2 ** max(s2, 0) * 5 ** max(s5, 0)
             scale = 2 ** max(-s2, 0) * 5 ** max(-s5, 0)
-            fits &= 2**26 * mult < _LIMIT and 4 * scale < _LIMIT and 4 * mult < _LIMIT
-            fits &= max(s5, -s5) < len(_POW5) and max(s2, -s2) < 61
+            # 4 * m * mult, and (2 * dropped - 10**level) * scale for the levels where it is used (<= 8)
+            fits &= 2**26 * mult < _LIMIT and 10**8 * scale < _LIMIT
         safe[biased] = fits
     return safe, table
 
@@ -134,7 +134,9 @@ def _shortest(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     level = np.maximum(low_level, high_level)
     power = _POW10[level]
     kept, dropped = np.divmod(q9, power)
-    # both directions fit: the closer wins, the even digit on a tie (the dropped part against half a unit)
+    # both directions fit: the closer wins, the even digit on a tie (the dropped part against half a unit);
+    # that happens at levels up to 8 only (at 9 the dropped part is q9 itself, far beyond the margin
+    # below), so the product's wrapping at level 9 is never used
     twice = (2 * dropped - power) * scale + 2 * r9  # 2 * (dropped part - half of power), in 1/scale units
     up = np.where(twice == 0, kept % 2 == 1, twice > 0)
     up = np.where((level <= low_level) & (level <= high_level), up, level > low_level)
@@ -179,7 +181,9 @@ def float32_table(
         ending[-1] = 2
     before = _variants((row_start, b""))[np.where(column == 0, 0, 1)] if row_start else None
     matrix = _text_matrix(values.reshape(-1), style, before, _variants((cell_end, row_end, end))[ending])
-    return matrix.tobytes().translate(None, b"\0")
+    # in blocks: each holds the GIL for a moment only, so the event loop gets a turn between them
+    blocks = range(0, len(matrix), _BLOCK_ROWS)
+    return b"".join(matrix[start : start + _BLOCK_ROWS].tobytes().translate(None, b"\0") for start in blocks)
 
 
 def float32_text(values: np.ndarray, style: Style) -> np.ndarray:

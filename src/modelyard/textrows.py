@@ -87,8 +87,11 @@ def decode_csv(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
         if not field.strip():
             blank[index] = True
             continue
-        line = int(np.searchsorted(line_last, index))
-        values[index] = _csv_field(field, line + 1, index - int(line_first[line]) + 1)
+        try:
+            values[index] = float(field)
+        except ValueError:  # worded with the field's line and column
+            line = int(np.searchsorted(line_last, index))
+            _csv_field(field, line + 1, index - int(line_first[line]) + 1)
     widths = line_last - line_first + 1
     kept = ~((widths == 1) & blank[line_last])  # a line of nothing but whitespace is no row
     if not kept.any():
