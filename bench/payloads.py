@@ -8,8 +8,9 @@
    serving one XGBoost model (6 features, 10 trees); on core 1, one client process
    sends small requests (one CSV row) back to back and four others send
    maximum-size requests (500,000 rows, 6,000,000 bytes of CSV) back to back.
-   Measured: small-request latency alone, then while the four large clients each
-   complete ``--large-rounds`` requests, and the large requests' times. "Before"
+   Measured: small-request latency alone, one large client alone (the time of a
+   maximum-size request), then small-request latency while the four large clients
+   each complete ``--large-rounds`` requests, and the large requests' times. "Before"
    runs the ``--before`` tree (extracted with ``git archive``), "after" this tree,
    with ``large_requests`` 1 (the default) and 4 (every large request at once).
 
@@ -252,10 +253,15 @@ def server_run(src: Path, store: Path, workdir: Path, name: str, env: dict[str, 
         alone.start()
         alone_latencies, alone_statuses = receive.recv()
         alone.join()
+        raw = request(large_body())  # built here, once: the clients only send and read
+        receive, send = forked.Pipe(duplex=False)
+        one = forked.Process(target=large_client, args=(port, raw, args.large_rounds, args.max_seconds, send))
+        one.start()
+        one_times, one_statuses = receive.recv()
+        one.join()
         done = forked.Event()
         small_receive, small_send = forked.Pipe(duplex=False)
         small = forked.Process(target=small_client, args=(port, done, args.max_seconds, small_send))
-        raw = request(large_body())  # built here, once: the clients only send and read
         large = []
         for _ in range(4):
             large_receive, large_send = forked.Pipe(duplex=False)
@@ -282,6 +288,7 @@ def server_run(src: Path, store: Path, workdir: Path, name: str, env: dict[str, 
             large_statuses[status] = large_statuses.get(status, 0) + n
     result = {
         "small_alone": summary(alone_latencies, alone_statuses),
+        "large_alone": summary(one_times, one_statuses),
         "small_with_large": summary(small_latencies, small_statuses),
         "large": summary(large_times, large_statuses),
         "large_span_s": round(span, 1),
@@ -416,15 +423,16 @@ def report(results: Results) -> str:
             'requests decode, predict and encode at once; the others wait their turn. "Other work" is the CPU',
             "that processes other than this benchmark's took meanwhile (in cores).",
             "",
-            "| server | small alone p50 / p99 | small during large p50 / p99 / max | small requests | "
-            "large request p50 / max | large requests (status: count) | other work (cores) |",
-            "|---|---|---|---:|---|---|---:|",
+            "| server | small alone p50 / p99 | one large alone p50 | small during four large p50 / p99 / max | "
+            "small requests | large request p50 / max | large requests (status: count) | other work (cores) |",
+            "|---|---|---:|---|---:|---|---|---:|",
         ]
         for name, run in server.items():
             alone, during, large = run["small_alone"], run["small_with_large"], run["large"]
+            one = run["large_alone"]["p50"]
             statuses = ", ".join(f"{k}: {v}" for k, v in sorted(large["statuses"].items()))
             lines.append(
-                f"| {name} | {_ms(alone['p50'])} / {_ms(alone['p99'])} | {_ms(during['p50'])} / "
+                f"| {name} | {_ms(alone['p50'])} / {_ms(alone['p99'])} | {_ms(one)} | {_ms(during['p50'])} / "
                 f"{_ms(during['p99'])} / {_ms(during['max'])} | {during['count']:,} | "
                 f"{_ms(large['p50'])} / {_ms(large['max'])} | {statuses} | {run['other_work_cores']} |"
             )
