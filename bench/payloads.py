@@ -5,9 +5,10 @@
    (a git revision, loaded from git as it was) and "after" this tree's. Both must
    give the same rows and bytes.
 2. A server under large requests: ``python -m modelyard serve`` pinned to core 0
-   serving one XGBoost model (6 features, 10 trees); on core 1, one client process
-   sends small requests (one CSV row) back to back and four others send
-   maximum-size requests (500,000 rows, 6,000,000 bytes of CSV) back to back.
+   serving one XGBoost model (6 single-digit features, 20 trees of depth 4); on
+   core 1, one client process sends small requests (one CSV row) back to back and
+   four others send maximum-size requests (500,000 rows, 6,000,000 bytes of CSV)
+   back to back.
    Measured: small-request latency alone, one large client alone (the time of a
    maximum-size request), then small-request latency while the four large clients
    each complete ``--large-rounds`` requests, and the large requests' times. "Before"
