@@ -39,6 +39,18 @@ def booster_bytes(seed: int = 0, fmt: str = "ubj") -> bytes:
     return bytes(booster.save_raw(fmt))
 
 
+@functools.cache
+def digits_booster_bytes() -> bytes:
+    """An XGBoost regressor over 6 single-digit features: 500,000 such rows make a 6 MB CSV body."""
+    import xgboost as xgb
+
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 10, size=(2000, 6)).astype(np.float32)
+    y = x @ np.array([1.5, -2.0, 0.25, 3.0, 0.5, -1.0]) + x[:, 0] * x[:, 1]
+    booster = xgb.train({"max_depth": 4, "nthread": 1, "seed": 7}, xgb.DMatrix(x, label=y), num_boost_round=20)
+    return bytes(booster.save_raw("ubj"))
+
+
 def xgb_predict(model: bytes, rows: np.ndarray) -> np.ndarray:
     """What XGBoost itself predicts for ``rows`` with the serialised ``model``."""
     import xgboost as xgb

@@ -17,11 +17,12 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from modelyard import jsonrows, numformat, textrows
 from modelyard.errors import ModelError, UnsupportedContentType
 
 __all__ = [
@@ -38,23 +39,13 @@ __all__ = [
 ]
 
 _NAN = math.nan
-_JSON_KEYS = ("instances", "inputs", "features", "data")
+# predictions from this many values on are written a whole array at a time (fewer are faster one by one)
+_VECTOR_VALUES = 256
+_JSON_KEYS = jsonrows.ROW_KEYS
 
 
 def _media(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
-
-
-def _rows_to_array(rows: Sequence[Sequence[float]], n_features: int | None, dtype: Any) -> np.ndarray:
-    if not rows:
-        raise ModelError("The request has no rows.")
-    width = len(rows[0])
-    for number, row in enumerate(rows, 1):
-        if len(row) != width:
-            raise ModelError(f"Row {number} has {len(row)} values, row 1 has {width}.")
-    if n_features is not None and width != n_features:
-        raise ModelError(f"Rows have {width} values, the model expects {n_features} features.")
-    return np.array(rows, dtype=dtype)
 
 
 def as_rows(array: np.ndarray, n_features: int | None, dtype: Any = np.float32, what: str = "The input") -> np.ndarray:
@@ -73,56 +64,6 @@ def as_rows(array: np.ndarray, n_features: int | None, dtype: Any = np.float32, 
         raise ModelError(f"{what} has values of type {array.dtype}, not numbers.") from None
 
 
-def _csv_field(text: bytes, row: int, column: int) -> float:
-    if not text.strip():
-        return _NAN
-    try:
-        return float(text)
-    except ValueError:
-        shown = text.decode("utf-8", "replace").strip()
-        raise ModelError(f"Row {row}, column {column}: '{shown}' is not a number.") from None
-
-
-def _decode_csv(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
-    rows: list[list[float]] = []
-    for number, line in enumerate(body.splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split(b",")
-        try:
-            rows.append([float(f) for f in fields])
-        except ValueError:  # empty fields are missing values; anything else is an error
-            rows.append([_csv_field(f, number, col) for col, f in enumerate(fields, 1)])
-    return _rows_to_array(rows, n_features, dtype)
-
-
-def _decode_libsvm(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
-    parsed: list[dict[int, float]] = []
-    width = n_features or 0
-    for number, line in enumerate(body.decode("utf-8", "replace").splitlines(), 1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        row: dict[int, float] = {}
-        for token in tokens[1:] if ":" not in tokens[0] else tokens:
-            index, _, value = token.partition(":")
-            try:
-                row[int(index)] = float(value)
-            except ValueError:
-                raise ModelError(f"Row {number}: '{token}' is not index:value.") from None
-            if int(index) < 0 or (n_features is not None and int(index) >= n_features):
-                raise ModelError(f"Row {number}: feature index {index} is out of range.")
-        width = max(width, max(row, default=-1) + 1)
-        parsed.append(row)
-    if not parsed:
-        raise ModelError("The request has no rows.")
-    matrix = np.full((len(parsed), width), np.nan, dtype=dtype)
-    for i, row in enumerate(parsed):
-        for j, cell in row.items():
-            matrix[i, j] = cell
-    return matrix
-
-
 def _json_doc(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -131,7 +72,12 @@ def _json_doc(body: bytes) -> Any:
 
 
 def _decode_json(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
-    return _json_rows(_json_doc(body), n_features, dtype)
+    rows = jsonrows.matrix(body) if len(body) >= textrows.VECTOR_BYTES else None
+    if rows is None:
+        return _json_rows(_json_doc(body), n_features, dtype)
+    if n_features is not None and rows.shape[1] != n_features:
+        raise ModelError(f"Rows have {rows.shape[1]} values, the model expects {n_features} features.")
+    return textrows.rows_of(rows, dtype)
 
 
 def _json_rows(doc: Any, n_features: int | None, dtype: Any) -> np.ndarray:
@@ -146,6 +92,15 @@ def _json_rows(doc: Any, n_features: int | None, dtype: Any) -> np.ndarray:
         doc = [doc]
     if not isinstance(doc, list):
         raise ModelError('JSON body must be a list of rows or {"instances": [...]}.')
+    listed = [row.get("features", row.get("values")) if isinstance(row, dict) else row for row in doc]
+    try:  # numpy reads every value as float() would (None is NaN); anything else is worded below
+        array = np.array(listed, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        array = None
+    if array is not None and array.ndim == 2 and array.size:
+        if n_features is not None and array.shape[1] != n_features:
+            raise ModelError(f"Rows have {array.shape[1]} values, the model expects {n_features} features.")
+        return textrows.rows_of(array, dtype)
     rows: list[list[float]] = []
     for number, row in enumerate(doc, 1):
         if isinstance(row, dict):
@@ -157,7 +112,7 @@ def _json_rows(doc: Any, n_features: int | None, dtype: Any) -> np.ndarray:
         except (TypeError, ValueError):
             bad = next(i for i, v in enumerate(row, 1) if not _is_number(v))
             raise ModelError(f"Row {number}, column {bad}: {json.dumps(row[bad - 1])} is not a number.") from None
-    return _rows_to_array(rows, n_features, dtype)
+    return textrows.rows_to_array(rows, n_features, dtype)
 
 
 def _decode_jsonlines(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
@@ -165,6 +120,11 @@ def _decode_jsonlines(body: bytes, n_features: int | None, dtype: Any) -> np.nda
     lines = [line for line in body.splitlines() if line.strip()]
     if len(lines) <= 1:
         return _decode_json(body, n_features, dtype)
+    matrix = jsonrows.rows(b"[" + b",".join(lines) + b"]") if len(body) >= textrows.VECTOR_BYTES else None
+    if matrix is not None and matrix.shape[0] == len(lines):
+        if n_features is not None and matrix.shape[1] != n_features:
+            raise ModelError(f"Rows have {matrix.shape[1]} values, the model expects {n_features} features.")
+        return textrows.rows_of(matrix, dtype)
     rows: list[Any] = []
     for number, line in enumerate(lines, 1):
         try:
@@ -196,6 +156,9 @@ def _decode_npy(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray:
 
 def plain(values: np.ndarray) -> list[Any]:
     """Predictions as JSON-ready Python values (``float32`` printed at its own precision)."""
+    if values.dtype == np.float32 and values.ndim and values.size >= _VECTOR_VALUES:  # float(str(v)), all at once
+        listed_floats: list[Any] = numformat.float32_values(values).reshape(values.shape).tolist()
+        return listed_floats
     if values.dtype == np.float32:
         return [float(str(v)) if v.ndim == 0 else plain(v) for v in values]
     if values.dtype.kind in "OSU":
@@ -213,7 +176,25 @@ def _csv_cells(row: Any) -> list[str]:
     return [str(v) for v in (row if np.ndim(row) else [row])]
 
 
+def _table(predictions: np.ndarray) -> np.ndarray | None:
+    """Predictions as rows of numbers, when they are numbers in one or two dimensions, and many."""
+    if predictions.ndim not in (1, 2) or predictions.dtype.kind not in "fiub":
+        return None
+    if not predictions.size or predictions.size < _VECTOR_VALUES:
+        return None
+    if predictions.dtype.kind == "f" and predictions.dtype not in (np.float32, np.float64):
+        return None  # float16 and long double print their own way
+    return predictions.reshape(len(predictions), -1)
+
+
 def _encode_csv(predictions: np.ndarray) -> bytes:
+    table = _table(predictions)
+    if table is not None and table.dtype == np.float32:
+        return numformat.float32_table(table, "numpy", cell_end=b",", row_end=b"\n")
+    if table is not None:  # str() of a numpy number is str() of the Python number it holds
+        if predictions.ndim == 1:
+            return "\n".join(map(str, predictions.tolist())).encode()
+        return "\n".join(",".join(map(str, row)) for row in predictions.tolist()).encode()
     if predictions.dtype.kind in "OSU":  # labels may hold commas or quotes: quote them as CSV does
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -225,7 +206,27 @@ def _encode_csv(predictions: np.ndarray) -> bytes:
 
 
 def _encode_json(predictions: np.ndarray) -> bytes:
-    return json.dumps({"predictions": [{"score": score} for score in plain(predictions)]}).encode()
+    table = _table(predictions)
+    if table is None:
+        return json.dumps({"predictions": [{"score": score} for score in plain(predictions)]}).encode()
+    one = predictions.ndim == 1
+    if table.dtype == np.float32:
+        scores = numformat.float32_table(
+            table,
+            "json",
+            row_start=b'{"score": ' if one else b'{"score": [',
+            cell_end=b", ",
+            row_end=b"}, " if one else b"]}, ",
+            end=b"}" if one else b"]}",
+        )
+        return b'{"predictions": [' + scores + b"]}"
+    # json's own text for the numbers, cut between them: ", " and "], [" occur nowhere else
+    listed = json.dumps(predictions.tolist())[1:-1]
+    if one:
+        scores_text = listed.replace(", ", '}, {"score": ')
+        return ('{"predictions": [{"score": ' + scores_text + "}]}").encode()
+    scores_text = listed.replace("], [", ']}, {"score": [')
+    return ('{"predictions": [{"score": ' + scores_text + "}]}").encode()
 
 
 def _encode_npy(predictions: np.ndarray) -> bytes:
@@ -244,9 +245,9 @@ def _all_text(array: np.ndarray) -> bool:
 
 
 _DECODERS: dict[str, Callable[[bytes, int | None, Any], np.ndarray]] = {
-    "text/csv": _decode_csv,
-    "text/libsvm": _decode_libsvm,
-    "text/x-libsvm": _decode_libsvm,
+    "text/csv": textrows.decode_csv,
+    "text/libsvm": textrows.decode_libsvm,
+    "text/x-libsvm": textrows.decode_libsvm,
     "application/json": _decode_json,
     "application/jsonlines": _decode_jsonlines,
     "application/x-npy": _decode_npy,
@@ -304,9 +305,17 @@ def request_options(body: bytes, content_type: str | None, custom_attributes: st
             key, sep, value = pair.partition("=")
             if sep and key.strip():
                 options[key.strip().lower()] = value.strip()
-    # Reading the JSON twice is paid only by bodies that name an option.
+    # Reading the JSON twice is paid only by bodies that name an option, and not for their rows.
     if content_type and _media(content_type).startswith("application/json") and b'"output"' in body:
-        doc = _json_doc(body)
+        doc = jsonrows.document(body) if len(body) >= textrows.VECTOR_BYTES else None
+        if doc is None:
+            doc = _json_doc(body)
         if isinstance(doc, dict):
-            options.update({k: v for k, v in doc.items() if k not in _JSON_KEYS and isinstance(v, str)})
+            options.update(
+                {
+                    k: v
+                    for k, v in doc.items()
+                    if k not in _JSON_KEYS and isinstance(v, str) and not jsonrows.is_placeholder(v)
+                }
+            )
     return options

@@ -20,6 +20,7 @@ from modelyard.metrics import Metrics, MetricsHub
 from modelyard.policy import POLICIES
 from modelyard.settings import Settings
 from modelyard.store import Store, open_store
+from modelyard.turns import Turns
 
 __all__ = ["Endpoint", "Prediction"]
 
@@ -85,6 +86,8 @@ class Endpoint:
         self.inflight = 0
         self.closing = False
         self._inline_payload = int(settings.inline_payload)
+        #: turns for requests with bodies over ``inline_payload`` (see :mod:`modelyard.turns`)
+        self.large = Turns(settings.large_requests, settings.large_queue)
         self._hub = hub
         if hub is not None:
             hub.add(self.metrics)
@@ -117,6 +120,14 @@ class Endpoint:
             await asyncio.sleep(0.01)
         await self.close()
 
+    def is_large(self, body: bytes) -> bool:
+        """Whether a request with ``body`` runs on a worker thread, in turns."""
+        return len(body) > self._inline_payload
+
+    def remaining_wait(self, since: float) -> float:
+        """What is left of a request's ``load_wait_timeout`` when it started waiting at ``since`` (monotonic)."""
+        return self.settings.load_wait_timeout - (time.monotonic() - since)
+
     async def invoke(
         self,
         target: str | None,
@@ -132,18 +143,27 @@ class Endpoint:
             raise ServiceUnavailable(
                 f"The endpoint is at its limit of {self.settings.max_inflight} requests in progress."
             )
+        large = self.is_large(body)
+        if large:
+            self.large.check()  # refused before its model is loaded or held
         hit = target is not None and self.cache.get(target) is not None
         target = target if hit and target is not None else validate_target(target)  # resident ones were checked
+        waiting_since = time.monotonic()
         self.inflight += 1
         try:
             entry = await self.cache.acquire(target)
             try:
-                started = time.perf_counter()
                 ctype, acc = content_type or "text/csv", accept or ""
-                if len(body) <= self._inline_payload and not entry.model.threaded:
-                    out, media = _run(entry.model, body, ctype, acc, custom_attributes)
-                else:
+                if large:
+                    async with self.large.turn(self.remaining_wait(waiting_since)):
+                        started = time.perf_counter()
+                        out, media = await asyncio.to_thread(_run, entry.model, body, ctype, acc, custom_attributes)
+                elif entry.model.threaded:
+                    started = time.perf_counter()
                     out, media = await asyncio.to_thread(_run, entry.model, body, ctype, acc, custom_attributes)
+                else:
+                    started = time.perf_counter()
+                    out, media = _run(entry.model, body, ctype, acc, custom_attributes)
                 return Prediction(out, media, time.perf_counter() - started, hit)
             finally:
                 self.cache.release(entry)

@@ -103,7 +103,8 @@ class Settings(BaseSettings):
     version_check_interval: float = 5.0
     """Seconds between checks of a warm model's artifact for a new version."""
     load_wait_timeout: float = 60.0
-    """Seconds a request waits for its model to load before ModelNotReadyException."""
+    """Seconds a request waits in all: for its model to load (then ModelNotReadyException) and, with a body
+    over ``inline_payload``, for its turn among large requests (then ServiceUnavailable)."""
     max_concurrent_loads: int = 4
     """Different models downloading/loading at the same time."""
     max_inflight: int = 512
@@ -129,7 +130,13 @@ class Settings(BaseSettings):
     """Seconds an idle keep-alive connection stays open. Longer than the 60 s idle timeout of AWS load
     balancers, so that a balancer never reuses a connection the server is closing."""
     inline_payload: ByteSize = ByteSize(64 * 1024)
-    """Bodies up to this size predict on the event loop; larger ones on a worker thread."""
+    """Bodies up to this size predict on the event loop; larger ones on a worker thread, in turns."""
+    large_requests: int = Field(default=1, ge=1)
+    """Requests with bodies over ``inline_payload`` decoding, predicting and encoding at once, per endpoint
+    instance (each keeps a core busy; small requests need one left)."""
+    large_queue: int = Field(default=16, ge=0)
+    """Large requests waiting for their turn; more get ServiceUnavailable. A request waits at most
+    ``load_wait_timeout`` in all, for its model and for its turn."""
     eviction: Literal["gdsf", "lru"] = "gdsf"
     """Eviction policy: ``gdsf`` (recency, frequency, size, load cost) or plain ``lru``."""
     model_cache: Literal["Enabled", "Disabled"] = "Enabled"

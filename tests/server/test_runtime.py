@@ -15,8 +15,9 @@ from botocore.exceptions import ClientError
 
 from modelyard.demo import make_artifact as tar_gz
 from modelyard.server.run import BackgroundServer
+from tests import codecs_reference as reference
 from tests.conftest import aws_client, runtime_client
-from tests.fixtures import ROW, booster_bytes, xgb_artifact, xgb_predict
+from tests.fixtures import ROW, booster_bytes, digits_booster_bytes, xgb_artifact, xgb_predict
 from tests.server.helpers import metrics
 
 ROW_ARRAY = np.array([[1994, 3188, 5, 1.5, 1.62, 3]], dtype=np.float32)
@@ -223,3 +224,22 @@ def test_new_and_overwritten_artifacts_are_served_without_restart(
     assert seen[-1] == pytest.approx(expected(4))
     assert all(v == pytest.approx(expected(0)) or v == pytest.approx(expected(4)) for v in seen)
     assert metrics(server.url)["ModelEvictions_total[replaced]"] == 1
+
+
+@pytest.mark.parametrize("accept", ["text/csv", "application/json"])
+def test_a_maximum_size_csv_body_round_trips_through_xgboost(
+    serve: Callable[..., BackgroundServer], store_dir: Path, accept: str
+) -> None:
+    (store_dir / "digits.tar.gz").write_bytes(tar_gz({"xgboost-model": digits_booster_bytes()}))
+    server = serve(store_dir)
+    rows = np.random.default_rng(5).integers(0, 10, size=(500_000, 6))
+    body = "\n".join(",".join(map(str, row)) for row in rows.tolist()).encode()
+    assert 5_900_000 < len(body) <= 6_291_456
+    response = invoke(runtime_client(server.url), "digits.tar.gz", body=body, Accept=accept)
+    answer = response["Body"].read()
+    predictions = xgb_predict(digits_booster_bytes(), rows.astype(np.float32))
+    assert len(predictions) == 500_000
+    assert len(np.unique(predictions)) > 100  # the rows reach many leaves: a real test of the values
+    written = reference.encode_csv(predictions) if accept == "text/csv" else reference.encode_json(predictions)
+    assert answer == written
+    assert response["ContentType"] == accept

@@ -29,7 +29,7 @@ from modelyard.errors import (
     ServiceUnavailable,
     ValidationError,
 )
-from modelyard.server.bodies import read_body
+from modelyard.server.body import read_body
 from modelyard.server.context import primary_endpoint
 from modelyard.server.guard import Guard
 from modelyard.server.headers import headers_of
@@ -84,7 +84,7 @@ async def ping(request: Request) -> Response:
 async def load_model(request: Request) -> Response:
     """``POST /models``: load and pin a model under a name (a JSON body; signed when keys are configured)."""
     endpoint = primary_endpoint(request)
-    body = await read_body(request.receive, headers_of(request.scope).content_length, MAX_BODY)
+    body = await read_body(request.stream(), MAX_BODY, headers_of(request.scope).content_length)
     guard: Guard = request.app.state.guard
     guard.change(request.scope, body, takes_json=True)
     try:

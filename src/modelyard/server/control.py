@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from modelyard.control.service import ControlService
 from modelyard.errors import ControlValidation
-from modelyard.server.bodies import read_body
+from modelyard.server.body import read_body
 from modelyard.server.guard import Guard
 from modelyard.server.headers import headers_of
 from modelyard.server.responses import request_id
@@ -35,7 +35,7 @@ async def control_api(request: Request) -> Response:
     prefix, _, operation = target.partition(".")
     if prefix != "SageMaker" or not operation:
         raise ControlValidation(f"Unknown X-Amz-Target '{target[:200]}': expected SageMaker.<Operation>.")
-    body = await read_body(request.receive, headers_of(request.scope).content_length, MAX_BODY, ControlValidation)
+    body = await read_body(request.stream(), MAX_BODY, headers_of(request.scope).content_length, ControlValidation)
     guard: Guard = request.app.state.guard
     key = guard.control(request.scope, body, operation)
     try:

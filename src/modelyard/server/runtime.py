@@ -21,8 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from modelyard.control.operations import ACCOUNT
 from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
-from modelyard.errors import EndpointNotFound, ModelyardError, PayloadTooLarge
+from modelyard.errors import EndpointNotFound, ModelyardError
 from modelyard.logs import REQUEST_ID, new_request_id
+from modelyard.server.body import ClientDisconnect, asgi_chunks, read_body
 from modelyard.server.context import no_default_endpoint
 from modelyard.server.guard import Guard
 from modelyard.server.headers import headers_of
@@ -34,22 +35,6 @@ log = logging.getLogger("modelyard.server")
 
 _PREFIX = "/endpoints/"
 _SUFFIX = "/invocations"
-
-
-async def _read_body(receive: Receive, declared: int | None, limit: int) -> bytes | None:
-    """The body, or None when the client went away; refuses more than ``limit`` bytes."""
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes.")
-    body = b""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        body += bytes(message.get("body", b""))
-        if len(body) > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-        if not message.get("more_body", False):
-            return body
 
 
 Authorize = Callable[[Scope, bytes, str, "str | None"], None]
@@ -77,8 +62,9 @@ async def respond(
         headers = headers_of(scope)
         if target is None:
             target = headers.target
-        body = await _read_body(receive, headers.content_length, endpoint.settings.max_payload)
-        if body is None:
+        try:
+            body = await read_body(asgi_chunks(receive), endpoint.settings.max_payload, headers.content_length)
+        except ClientDisconnect:
             return
         if authorize is not None:
             authorize(scope, body, endpoint.name, target)

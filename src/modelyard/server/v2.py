@@ -46,6 +46,7 @@ from modelyard.errors import (
 from modelyard.handlers import Model, TensorSpec
 from modelyard.logs import REQUEST_ID, new_request_id
 from modelyard.server import tensors
+from modelyard.server.body import read_body
 from modelyard.server.context import primary_endpoint
 from modelyard.server.responses import request_id
 
@@ -86,13 +87,7 @@ def _spec(spec: TensorSpec) -> dict[str, Any]:
 
 async def _body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"Request body of {declared} bytes exceeds the limit of {limit} bytes.")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+    body = await read_body(request.stream(), limit, int(declared) if declared.isdigit() else None)
     encoding = request.headers.get("content-encoding", "").lower()
     if encoding in ("gzip", "deflate"):
         inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
@@ -190,6 +185,23 @@ async def infer(request: Request) -> Response:
     return response
 
 
+def _parse(body: bytes, header_length: str | None) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bool]]:
+    doc, binary = tensors.split(body, header_length)
+    return doc, tensors.parse_inputs(doc, binary), tensors.requested_outputs(doc)
+
+
+def _answer(
+    doc: dict[str, Any], target: str, model_version: str, results: dict[str, Any], wanted: dict[str, bool]
+) -> Response:
+    default = bool(tensors.parameters(doc, "the request").get("binary_data_output", False))
+    answer: dict[str, Any] = {"model_name": target, "model_version": model_version}
+    if "id" in doc:
+        answer["id"] = doc["id"]
+    content, headers = tensors.encode_response(answer, results, wanted, default)
+    media = "application/octet-stream" if headers else "application/json"
+    return Response(content, headers=headers, media_type=media)
+
+
 async def _run(request: Request, endpoint: Endpoint) -> tuple[Response, float]:
     if endpoint.closing:
         raise ServiceUnavailable("The endpoint is shutting down.")
@@ -197,27 +209,40 @@ async def _run(request: Request, endpoint: Endpoint) -> tuple[Response, float]:
         raise ServiceUnavailable(f"The endpoint is at its limit of {endpoint.settings.max_inflight} requests.")
     target = _target(request)
     body = await _body(request, endpoint.settings.max_payload)
-    doc, binary = tensors.split(body, request.headers.get(tensors.HEADER_LENGTH))
-    inputs, wanted = tensors.parse_inputs(doc, binary), tensors.requested_outputs(doc)
+    header_length = request.headers.get(tensors.HEADER_LENGTH)
+    if not endpoint.is_large(body):
+        doc, inputs, wanted = _parse(body, header_length)
+        endpoint.inflight += 1
+        try:
+            async with endpoint.cache.use(target) as entry:
+                model, model_version = entry.model, entry.version
+                clock = time.perf_counter()
+                if model.threaded:
+                    results = await asyncio.to_thread(_infer, model, inputs, list(wanted))
+                else:
+                    results = _infer(model, inputs, list(wanted))
+                model_seconds = time.perf_counter() - clock
+        finally:
+            endpoint.inflight -= 1
+        return _answer(doc, target, model_version, results, wanted), model_seconds
+    # A large body is parsed, run and answered on a worker thread, in the endpoint's turns for large
+    # requests, as on the SageMaker route; its model is loaded (or found) between the two turns.
+    endpoint.large.check()
+    waiting_since = time.monotonic()
+    async with endpoint.large.turn(endpoint.remaining_wait(waiting_since)):
+        doc, inputs, wanted = await asyncio.to_thread(_parse, body, header_length)
     endpoint.inflight += 1
     try:
         async with endpoint.cache.use(target) as entry:
             model, model_version = entry.model, entry.version
-            clock = time.perf_counter()
-            if model.threaded or len(body) > int(endpoint.settings.inline_payload):
+            async with endpoint.large.turn(endpoint.remaining_wait(waiting_since)):
+                clock = time.perf_counter()
                 results = await asyncio.to_thread(_infer, model, inputs, list(wanted))
-            else:
-                results = _infer(model, inputs, list(wanted))
-            model_seconds = time.perf_counter() - clock
+                model_seconds = time.perf_counter() - clock
+                response = await asyncio.to_thread(_answer, doc, target, model_version, results, wanted)
     finally:
         endpoint.inflight -= 1
-    default = bool(tensors.parameters(doc, "the request").get("binary_data_output", False))
-    answer: dict[str, Any] = {"model_name": target, "model_version": model_version}
-    if "id" in doc:
-        answer["id"] = doc["id"]
-    content, headers = tensors.encode_response(answer, results, wanted, default)
-    media = "application/octet-stream" if headers else "application/json"
-    return Response(content, headers=headers, media_type=media), model_seconds
+    return response, model_seconds
 
 
 async def repository_index(request: Request) -> Response:
