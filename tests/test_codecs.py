@@ -335,3 +335,16 @@ def test_a_maximum_size_csv_body_is_read_whole() -> None:
     assert decoded.dtype == np.float32
     assert np.array_equal(decoded, rows.astype(np.float32))
     assert np.array_equal(codecs.decode(body.replace(b"\n", b"\r\n") + b"\r\n", "text/csv", 6), decoded)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"1 1000000000:1", "feature index 1000000000 is out of range"),
+        (b"1 3:1\n" * 100_000 + b"1 1000:1", "more than the 67108864 a request may hold"),
+    ],
+)
+def test_libsvm_cannot_expand_a_small_body_into_a_huge_matrix(body: bytes, message: str) -> None:
+    """A model without a feature count (inference.py) must not allocate rows × 10⁹ values for a tiny body."""
+    with pytest.raises(ModelError, match=message):
+        codecs.decode(body, "text/libsvm", None, np.float32)

@@ -9,7 +9,9 @@ and messages of reading them one line and one value at a time with ``float()``:
   line (counting skipped ones) and the column.
 - LIBSVM: ``[label] index:value ...`` per line, whitespace separated; features
   missing from a row are NaN, the width is the largest index + 1 (at least the
-  model's feature count); a later duplicate index wins.
+  model's feature count); a later duplicate index wins. A model that does not say
+  its feature count takes indices below :data:`MAX_FEATURES`, and the dense rows
+  may hold at most :data:`MAX_CELLS` values (a 20-byte body must not allocate GBs).
 
 Anything the vectorised reading does not vouch for (a field ``float()`` must judge,
 a line LIBSVM's looser rules might read differently) is read the straightforward
@@ -28,7 +30,21 @@ import numpy as np
 from modelyard import numparse
 from modelyard.errors import ModelError
 
-__all__ = ["VECTOR_BYTES", "decode_csv", "decode_libsvm", "rows_of", "rows_to_array"]
+__all__ = ["MAX_CELLS", "MAX_FEATURES", "VECTOR_BYTES", "decode_csv", "decode_libsvm", "rows_of", "rows_to_array"]
+
+MAX_FEATURES = 1 << 20
+"""Largest LIBSVM feature index + 1 for a model that does not say how many features it takes."""
+MAX_CELLS = 1 << 26
+"""Most values LIBSVM rows may expand to (256 MiB of float32)."""
+
+
+def _dense(rows: int, width: int, dtype: Any) -> np.ndarray:
+    if rows * width > MAX_CELLS:
+        raise ModelError(
+            f"The LIBSVM rows would expand to {rows} × {width} values, more than the {MAX_CELLS} a request may hold."
+        )
+    return np.full((rows, width), np.nan, dtype=dtype)
+
 
 #: bodies from this size on are read a whole body at a time (about 150 CSV rows: where both ways cost the same)
 VECTOR_BYTES = 8192
@@ -164,7 +180,7 @@ def decode_libsvm(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray
     columns = np.where(fast, tokens.values[index_token], 0).astype(np.int64)
     values = tokens.values[value_token].copy()
     # the first word in the body that is not index:value or whose index is out of range is the error
-    limit = n_features if n_features is not None else np.iinfo(np.int64).max
+    limit = n_features if n_features is not None else MAX_FEATURES
     out_of_range = np.flatnonzero(fast & (columns >= limit))
     first_bad = int(out_of_range[0]) if len(out_of_range) else len(features)
     for k in np.flatnonzero(~fast).tolist():
@@ -183,7 +199,7 @@ def decode_libsvm(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray
         number = line[features[first_bad]] + 1
         raise ModelError(f"Row {number}: feature index {index_text.decode('ascii')} is out of range.")
     width = max(n_features or 0, int(columns.max()) + 1 if len(columns) else 0)
-    matrix = np.full((int(rows[-1]) + 1, width), np.nan, dtype=dtype)
+    matrix = _dense(int(rows[-1]) + 1, width, dtype)
     cells = feature_rows * width + columns
     if len(cells) and np.bincount(cells).max() > 1:  # an index repeated in a row: the last one wins
         last = dict(zip(cells.tolist(), values.tolist(), strict=True))
@@ -207,13 +223,13 @@ def _libsvm_lines(body: bytes, n_features: int | None, dtype: Any) -> np.ndarray
                 row[int(index)] = float(value)
             except ValueError:
                 raise ModelError(f"Row {number}: '{token}' is not index:value.") from None
-            if int(index) < 0 or (n_features is not None and int(index) >= n_features):
+            if not 0 <= int(index) < (n_features if n_features is not None else MAX_FEATURES):
                 raise ModelError(f"Row {number}: feature index {index} is out of range.")
         width = max(width, max(row, default=-1) + 1)
         parsed.append(row)
     if not parsed:
         raise ModelError("The request has no rows.")
-    matrix = np.full((len(parsed), width), np.nan, dtype=dtype)
+    matrix = _dense(len(parsed), width, dtype)
     for i, row in enumerate(parsed):
         for j, cell in row.items():
             matrix[i, j] = cell
