@@ -1,20 +1,27 @@
 """An endpoint: one store, one cache, one request path, independent of HTTP.
 
-:meth:`Endpoint.invoke` is what ``InvokeEndpoint`` does once the HTTP layer has read
-the request: validate the target, get the model from the cache (loading it on a
-miss), run it, and time the model apart from the overhead.
+:meth:`Endpoint.run` is every request's path once the HTTP layer has read it: refuse
+it when the endpoint is closing or full, validate the target, get the model from the
+cache (loading it on a miss), run the request's work on it (on the event loop, or on
+a worker thread when the model's code may block or the body is large, then in turns),
+and time the model apart from the overhead. :meth:`Endpoint.invoke` is
+``InvokeEndpoint``'s work; the Open Inference Protocol brings its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from modelyard.artifacts import DiskCache, validate_target
 from modelyard.cache import ModelCache
+from modelyard.entries import Entry
 from modelyard.errors import ModelError, ModelyardError, ServiceUnavailable, ValidationError
-from modelyard.handlers import Loader, Model, import_soon
+from modelyard.handlers import Loader, import_soon
 from modelyard.logs import RequestLog
 from modelyard.metrics import Metrics, MetricsHub
 from modelyard.policy import POLICIES
@@ -22,12 +29,23 @@ from modelyard.settings import Settings
 from modelyard.store import Store, open_store
 from modelyard.turns import Turns
 
-__all__ = ["Endpoint", "Prediction"]
+__all__ = ["Endpoint", "Outcome", "Prediction"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    """What a request's work gave, with the time it took and whether its model was in memory."""
+
+    value: T
+    model_seconds: float
+    cache_hit: bool
 
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    """A model's answer to one request."""
+    """A model's answer to one ``InvokeEndpoint`` request."""
 
     body: bytes
     content_type: str
@@ -35,13 +53,17 @@ class Prediction:
     cache_hit: bool = True
 
 
-def _run(model: Model, body: bytes, content_type: str, accept: str, attributes: str | None) -> tuple[bytes, str]:
+def _guarded(work: Callable[[Entry], T], entry: Entry) -> T:
     try:
-        return model.invoke(body, content_type, accept, attributes)
+        return work(entry)
     except ModelyardError:
         raise
     except Exception as exc:  # the model's own code failed: the caller sees ModelError
         raise ModelError(f"{type(exc).__name__}: {exc}", original_status=500) from exc
+
+
+def _invoke(body: bytes, content_type: str, accept: str, attributes: str | None, entry: Entry) -> tuple[bytes, str]:
+    return entry.model.invoke(body, content_type, accept, attributes)
 
 
 class Endpoint:
@@ -120,30 +142,27 @@ class Endpoint:
             await asyncio.sleep(0.01)
         await self.close()
 
-    def is_large(self, body: bytes) -> bool:
-        """Whether a request with ``body`` runs on a worker thread, in turns."""
-        return len(body) > self._inline_payload
+    def is_large(self, size: int) -> bool:
+        """Whether a request of ``size`` bytes runs on a worker thread, in turns."""
+        return size > self._inline_payload
 
     def remaining_wait(self, since: float) -> float:
         """What is left of a request's ``load_wait_timeout`` when it started waiting at ``since`` (monotonic)."""
         return self.settings.load_wait_timeout - (time.monotonic() - since)
 
-    async def invoke(
-        self,
-        target: str | None,
-        body: bytes,
-        content_type: str | None,
-        accept: str | None,
-        custom_attributes: str | None = None,
-    ) -> Prediction:
-        """Run ``target`` on ``body``; raises a :class:`ModelyardError` for every failure."""
+    async def run(self, target: str | None, size: int, work: Callable[[Entry], T]) -> Outcome[T]:
+        """Run ``work(entry)`` on ``target``'s resident model for a request of ``size`` bytes (see module doc).
+
+        Raises a :class:`ModelyardError` for every failure; an exception of the model's own
+        code becomes a :class:`ModelError`.
+        """
         if self.closing:
             raise ServiceUnavailable("The endpoint is shutting down.")
         if self.inflight >= self.settings.max_inflight:
             raise ServiceUnavailable(
                 f"The endpoint is at its limit of {self.settings.max_inflight} requests in progress."
             )
-        large = self.is_large(body)
+        large = size > self._inline_payload
         if large:
             self.large.check()  # refused before its model is loaded or held
         hit = target is not None and self.cache.get(target) is not None
@@ -153,19 +172,32 @@ class Endpoint:
         try:
             entry = await self.cache.acquire(target)
             try:
-                ctype, acc = content_type or "text/csv", accept or ""
                 if large:
                     async with self.large.turn(self.remaining_wait(waiting_since)):
                         started = time.perf_counter()
-                        out, media = await asyncio.to_thread(_run, entry.model, body, ctype, acc, custom_attributes)
+                        value = await asyncio.to_thread(_guarded, work, entry)
                 elif entry.model.threaded:
                     started = time.perf_counter()
-                    out, media = await asyncio.to_thread(_run, entry.model, body, ctype, acc, custom_attributes)
+                    value = await asyncio.to_thread(_guarded, work, entry)
                 else:
                     started = time.perf_counter()
-                    out, media = _run(entry.model, body, ctype, acc, custom_attributes)
-                return Prediction(out, media, time.perf_counter() - started, hit)
+                    value = _guarded(work, entry)
+                return Outcome(value, time.perf_counter() - started, hit)
             finally:
                 self.cache.release(entry)
         finally:
             self.inflight -= 1
+
+    async def invoke(
+        self,
+        target: str | None,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        custom_attributes: str | None = None,
+    ) -> Prediction:
+        """``InvokeEndpoint``: run ``target`` on ``body``; raises a :class:`ModelyardError` for every failure."""
+        work = functools.partial(_invoke, body, content_type or "text/csv", accept or "", custom_attributes)
+        outcome = await self.run(target, len(body), work)
+        out, media = outcome.value
+        return Prediction(out, media, outcome.model_seconds, outcome.cache_hit)

@@ -306,6 +306,19 @@ class ModelStats:
             "latency": {"p50": p50, "p90": p90, "p99": p99},
         }
 
+    def totals(self, target: str) -> tuple[int, int, float, float] | None:
+        """``(requests, errors, last used, seconds answering)`` of ``target``; None when it is not tracked.
+
+        The seconds are the latency histogram's estimate (each request at its bucket's middle).
+        """
+        row = self._rows.get(target)
+        if row is None:
+            return None
+        start = row * BUCKETS
+        counts = np.frombuffer(self._latency, dtype=np.uint32)[start : start + BUCKETS].astype(np.float64)
+        seconds = float(counts @ _VALUES)
+        return self._invocations[row], self._errors[row], self._last_used[row], seconds
+
     def model(self, target: str, cache: CacheView) -> dict[str, Any] | None:
         """One model's statistics, or None when it is not tracked."""
         row = self._rows.get(target)

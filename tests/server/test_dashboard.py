@@ -17,8 +17,6 @@ from modelyard.server.run import BackgroundServer
 from tests.conftest import BROWSER_ARGS, chromium
 from tests.fixtures import ROW, xgb_artifact
 
-ROOT = Path(__file__).parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
 CITIES = ["Houston_TX.tar.gz", "Chicago_IL.tar.gz", "Boston_MA.tar.gz", "Denver_CO.tar.gz", "eu/de/Berlin.tar.gz"]
 
 
@@ -72,7 +70,9 @@ def page(server: BackgroundServer) -> Iterator[Any]:
             browser.close()
 
 
-def test_dashboard_charts_table_and_errors_while_traffic_runs(server: BackgroundServer, page: Any) -> None:
+def test_dashboard_charts_table_and_errors_while_traffic_runs(
+    server: BackgroundServer, page: Any, tmp_path: Path
+) -> None:
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
     failures: list[str] = []
@@ -132,8 +132,7 @@ def test_dashboard_charts_table_and_errors_while_traffic_runs(server: Background
     page.fill("#search", "")
     page.wait_for_function(f"document.querySelectorAll('#models tbody tr').length === {len(CITIES)}")
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
 
 def test_dashboard_assets_are_in_the_package_and_served(server: BackgroundServer) -> None:
@@ -152,3 +151,33 @@ def test_dashboard_assets_are_in_the_package_and_served(server: BackgroundServer
     with urllib.request.urlopen(f"{server.url}/stats/series?since=0", timeout=10) as response:
         doc = json.loads(response.read())
     assert set(doc) == {"seq", "interval", "columns"}
+
+
+def test_dashboard_shows_control_plane_endpoints_and_picks_one(
+    serve: Callable[..., BackgroundServer], store_dir: Path, page: Any
+) -> None:
+    from tests.conftest import aws_client, runtime_client
+    from tests.server.test_control_api import FAST, create
+
+    for seed, city in enumerate(CITIES[:4]):
+        (store_dir / city).write_bytes(xgb_artifact(seed))
+    server = serve(None)
+    sm = aws_client("sagemaker", server.url)
+    create(sm, "houses", str(store_dir), count=2)
+    create(sm, "flats", str(store_dir), count=1)
+    for name in ("houses", "flats"):
+        sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST)
+    client = runtime_client(server.url)
+    for city in CITIES[:4]:
+        client.invoke_endpoint(EndpointName="houses", TargetModel=city, ContentType="text/csv", Body=ROW)
+    page.goto(f"{server.url}/dashboard?endpoint=houses")
+    page.wait_for_function("document.querySelector('#endpoint').innerText.includes('2 instances')", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#models tbody tr').length === 4")
+    page.wait_for_function("window.dashboard.data.loaded.some(v => v === 4)", timeout=30_000)
+    labels = page.eval_on_selector_all("#pick option", "options => options.map(o => o.textContent.trim())")
+    assert labels[0] == "flats"
+    assert "houses" in labels
+    assert "houses · AllTraffic · instance 1" in labels
+    page.select_option("#pick", label="flats")
+    page.wait_for_url("**/dashboard?endpoint=flats")
+    page.wait_for_function("document.querySelector('#endpoint').innerText.startsWith('flats')", timeout=30_000)

@@ -18,12 +18,13 @@ from modelyard.endpoint import Endpoint
 from modelyard.errors import ModelyardError
 from modelyard.metrics import CONTENT_TYPE, MetricsHub
 from modelyard.server import admin, container, v2
+from modelyard.server.context import Endpoints
 from modelyard.server.control import control_api
-from modelyard.server.dashboard import Series
 from modelyard.server.dashboard import routes as dashboard_routes
 from modelyard.server.guard import Guard
 from modelyard.server.responses import handle_disconnect, handle_error, handle_http_error, handle_unexpected
 from modelyard.server.runtime import InvocationsApp
+from modelyard.server.series import Series
 from modelyard.server.startup import announce
 
 __all__ = ["create_app"]
@@ -56,14 +57,13 @@ def create_app(
         guard = Guard(Verifier(()))
     if endpoint is not None and endpoint.metrics not in hub.members:
         hub.add(endpoint.metrics)
-    series = Series(endpoint) if endpoint is not None else None
+    series = Series(hub)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if endpoint is not None:
             await endpoint.start()
-        if series is not None:
-            series.start()
+        series.start()
         if control is not None:
             await control.start()
         check = announce(endpoint, control)
@@ -74,8 +74,7 @@ def create_app(
                 check.cancel()
             if control is not None:
                 await control.close()
-            if series is not None:
-                await series.stop()
+            await series.stop()
             if endpoint is not None:
                 await endpoint.close()
 
@@ -91,6 +90,7 @@ def create_app(
         Route("/cache", admin.list_cache, methods=["GET"]),
         Route("/cache/{target:path}", admin.invalidate, methods=["DELETE"]),
         Route("/stats", admin.stats_summary, methods=["GET"]),
+        Route("/stats/endpoints", admin.endpoints, methods=["GET"]),
         Route("/stats/models", admin.stats_models, methods=["GET"]),
         Route("/stats/models/{target:path}", admin.stats_model, methods=["GET"]),
         *dashboard_routes(),
@@ -106,10 +106,11 @@ def create_app(
             Exception: handle_unexpected,
         },
     )
-    app.state.endpoint = endpoint
+    endpoints = Endpoints(endpoint, control)
+    app.state.endpoints = endpoints
     app.state.control = control
     app.state.hub = hub
     app.state.guard = guard
     app.state.container_models = {}
     app.state.series = series
-    return InvocationsApp(app, endpoint, control, guard)
+    return InvocationsApp(app, endpoints, guard)

@@ -17,7 +17,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from modelyard.artifacts import validate_target
-from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
 from modelyard.errors import (
     CacheFull,
@@ -30,10 +29,10 @@ from modelyard.errors import (
     ValidationError,
 )
 from modelyard.server.body import read_body
-from modelyard.server.context import primary_endpoint
+from modelyard.server.context import endpoints_of, primary_endpoint
 from modelyard.server.guard import Guard
 from modelyard.server.headers import headers_of
-from modelyard.server.responses import error_response
+from modelyard.server.responses import failure
 from modelyard.server.runtime import respond
 
 __all__ = ["delete_model", "describe_model", "invoke_model", "list_models", "load_model", "ping"]
@@ -57,22 +56,12 @@ def _describe(endpoint: Endpoint, name: str, target: str) -> dict[str, object]:
     }
 
 
-def _instances(request: Request) -> list[Endpoint]:
-    """The default endpoint and every control-plane endpoint's instances."""
-    endpoint: Endpoint | None = request.app.state.endpoint
-    control: ControlService | None = request.app.state.control
-    instances = [endpoint] if endpoint is not None else []
-    if control is not None:
-        instances += [i for deployment in control.registry.all() for i in deployment.instances()]
-    return instances
-
-
 async def ping(request: Request) -> Response:
     """Health check: 200 while serving; 503 while shutting down or while a disk cache cannot be written."""
-    endpoint = request.app.state.endpoint
+    endpoint = endpoints_of(request).default
     if endpoint is not None and endpoint.closing:
         raise ServiceUnavailable("The endpoint is shutting down.")
-    for instance in _instances(request):
+    for instance in (i for served in endpoints_of(request).all() for i in served.instances()):
         if (problem := instance.cache.disk.problem()) is not None:
             where = f"endpoint {instance.name}"
             if instance is not endpoint:
@@ -150,7 +139,7 @@ class _InvokeModel:
         try:
             target = _target(request)
         except ModelNotLoaded as exc:
-            await error_response(exc.code, exc.status, exc.message)(scope, receive, send)
+            await failure(exc).response()(scope, receive, send)
             return
         guard: Guard = request.app.state.guard
         await respond(primary_endpoint(request), scope, receive, send, target, guard.invocation if guard.keys else None)

@@ -1,16 +1,19 @@
-"""Errors to responses, in one place: the AWS error shape botocore understands.
+"""Errors to responses, in one place: the AWS error shape botocore understands, and V2's.
 
-Every error is served with ``x-amzn-ErrorType: <Code>`` and a JSON body
+:func:`failure` is the one mapping from an exception to what the client is told. Every
+error is served with ``x-amzn-ErrorType: <Code>`` and a JSON body
 ``{"__type": "<Code>", "message": "..."}`` (plus ``OriginalStatusCode`` and
 ``OriginalMessage`` for a ModelError), so boto3 raises a ``ClientError`` with the
-right code. Anything unexpected is an InternalFailure 500 whose message hides
-internals; it is logged with its traceback.
+right code; the Open Inference Protocol's routes answer V2's ``{"error": "..."}``
+with the same status. Anything unexpected is an InternalFailure 500 whose message
+hides internals; it is logged with its traceback.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -20,13 +23,16 @@ from modelyard.errors import ModelyardError
 from modelyard.logs import REQUEST_ID, new_request_id
 
 __all__ = [
+    "Failure",
     "error_body",
     "error_response",
+    "failure",
     "handle_disconnect",
     "handle_error",
     "handle_http_error",
     "handle_unexpected",
     "request_id",
+    "v2_error_response",
 ]
 
 log = logging.getLogger("modelyard.server")
@@ -37,6 +43,41 @@ _HTTP_CODES = {404: "UnknownOperationException", 405: "UnknownOperationException
 def request_id() -> str:
     """The id of the request being served (see :mod:`modelyard.logs`), or a new one."""
     return REQUEST_ID.get() or new_request_id()
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What a client is told of an error."""
+
+    status: int
+    code: str
+    message: str
+    extra: dict[str, object]
+
+    def response(self) -> Response:
+        """The AWS-shaped response."""
+        return error_response(self.code, self.status, self.message, self.extra)
+
+    def v2_response(self) -> Response:
+        """The Open Inference Protocol's response."""
+        return v2_error_response(self.message, self.status)
+
+
+_INTERNAL = "An internal error occurred; see the server log."
+
+
+def failure(exc: BaseException, where: str = "") -> Failure:
+    """The client's view of ``exc``: a :class:`ModelyardError` as it says, anything else a
+    logged InternalFailure (``where`` names the request in the log)."""
+    if isinstance(exc, ModelyardError):
+        return Failure(exc.status, exc.code, exc.message, exc.extra())
+    log.error("internal failure on %s", where or "a request", exc_info=exc)
+    return Failure(500, "InternalFailure", _INTERNAL, {})
+
+
+def v2_error_response(message: str, status: int) -> Response:
+    """The Open Inference Protocol's error: ``{"error": ...}`` with the status."""
+    return Response(json.dumps({"error": message}), status_code=status, media_type="application/json")
 
 
 def error_body(code: str, message: str, extra: dict[str, object] | None = None) -> bytes:
@@ -52,9 +93,9 @@ def error_response(code: str, status: int, message: str, extra: dict[str, object
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
-    """Starlette handler for :class:`ModelyardError`."""
-    assert isinstance(exc, ModelyardError)
-    return error_response(exc.code, exc.status, exc.message, exc.extra())
+    """Starlette handler for :class:`ModelyardError` (V2's shape on the V2 routes)."""
+    found = failure(exc)
+    return found.v2_response() if "/v2" in request.url.path else found.response()
 
 
 async def handle_http_error(request: Request, exc: Exception) -> Response:
@@ -76,5 +117,5 @@ async def handle_disconnect(request: Request, exc: Exception) -> Response:
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     """Last resort: a bug, never bad input."""
-    log.error("internal failure on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response("InternalFailure", 500, "An internal error occurred; see the server log.")
+    found = failure(exc, f"{request.method} {request.url.path}")
+    return found.v2_response() if "/v2" in request.url.path else found.response()

@@ -19,15 +19,14 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelyard.control.operations import ACCOUNT
-from modelyard.control.service import ControlService
 from modelyard.endpoint import Endpoint
 from modelyard.errors import EndpointNotFound, ModelyardError
 from modelyard.logs import REQUEST_ID, new_request_id
 from modelyard.server.body import ClientDisconnect, asgi_chunks, read_body
-from modelyard.server.context import no_default_endpoint
+from modelyard.server.context import Endpoints, no_default_endpoint
 from modelyard.server.guard import Guard
 from modelyard.server.headers import headers_of
-from modelyard.server.responses import error_response
+from modelyard.server.responses import failure
 
 __all__ = ["InvocationsApp", "respond"]
 
@@ -75,11 +74,7 @@ async def respond(
             headers.get("accept"),
             headers.text("x-amzn-sagemaker-custom-attributes"),
         )
-    except ModelyardError as exc:
-        await _refuse(endpoint, scope, receive, send, rid, target, exc, started)
-        return
-    except Exception as exc:
-        log.exception("internal failure invoking %r", target)
+    except Exception as exc:  # noqa: BLE001 - every failure is answered, a bug as an InternalFailure
         await _refuse(endpoint, scope, receive, send, rid, target, exc, started)
         return
     answer = [
@@ -116,16 +111,13 @@ async def _refuse(
     started: float,
 ) -> None:
     """Answer with the error's AWS shape, under the request's id, and count it."""
-    if isinstance(exc, ModelyardError):
-        code, status, message, extra = exc.code, exc.status, exc.message, exc.extra()
-    else:
-        code, status, message, extra = "InternalFailure", 500, "An internal error occurred; see the server log.", {}
-    endpoint.metrics.refused(target, status, code, message, rid)
-    response = error_response(code, status, message, extra)
+    found = failure(exc, f"invoking {target!r}")
+    endpoint.metrics.refused(target, found.status, found.code, found.message, rid)
+    response = found.response()
     response.headers["x-amzn-RequestId"] = rid
     await response(scope, receive, send)
     if endpoint.request_log.sample:
-        endpoint.request_log.write(rid, target, status, time.perf_counter() - started, code=code)
+        endpoint.request_log.write(rid, target, found.status, time.perf_counter() - started, code=found.code)
 
 
 class InvocationsApp:
@@ -138,21 +130,21 @@ class InvocationsApp:
     checked by the server's :class:`~modelyard.server.guard.Guard`.
     """
 
-    def __init__(self, app: ASGIApp, endpoint: Endpoint | None, control: ControlService | None, guard: Guard) -> None:
+    def __init__(self, app: ASGIApp, endpoints: Endpoints, guard: Guard) -> None:
         self.app = app
-        self.endpoint = endpoint
-        self.control = control
+        self.endpoints = endpoints
+        self.endpoint = endpoints.default
         self.guard = guard
         self._authorize: Authorize | None = guard.invocation if guard.keys else None
 
     def _route(self, name: str, scope: Scope) -> Endpoint | None:
         if self.endpoint is not None and name == self.endpoint.name:
             return self.endpoint
-        deployment = self.control.registry.get(name) if self.control is not None else None
-        if deployment is None:
+        served = self.endpoints.get(name)
+        if served is None:
             return None
         headers = headers_of(scope)
-        return deployment.route(headers.target, headers.variant)
+        return served.route(headers.target, headers.variant)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -171,7 +163,5 @@ class InvocationsApp:
                         raise no_default_endpoint()
                     return await respond(self.endpoint, scope, receive, send, authorize=self._authorize)
             except ModelyardError as error:
-                return await error_response(error.code, error.status, error.message, error.extra())(
-                    scope, receive, send
-                )
+                return await failure(error).response()(scope, receive, send)
         await self.app(scope, receive, send)

@@ -150,7 +150,7 @@ def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarra
     shape, kind = tensor.get("shape"), tensor.get("datatype")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise ValidationError(f"Input '{name}': shape must be a list of non-negative integers, not {shape!r}.")
-    if kind not in DATATYPES:
+    if not isinstance(kind, str) or kind not in DATATYPES:
         raise ValidationError(f"Input '{name}': datatype {kind!r} is not one of {', '.join(DATATYPES)}.")
     count = math.prod(shape)
     size = parameters(tensor, f"input '{name}'").get("binary_data_size")
@@ -167,6 +167,10 @@ def _input(tensor: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarra
             if size % dtype.itemsize:
                 raise ValidationError(f"Input '{name}': {size} bytes is not a whole number of {kind} values.")
             array = np.frombuffer(chunk, dtype=dtype)
+            if array.ctypes.data % dtype.alignment:
+                # the tensor starts after a JSON header of any length: frameworks (XGBoost) refuse a
+                # misaligned buffer, so an unaligned one is copied into aligned memory
+                array = array.copy()
     else:
         if "data" not in tensor:
             raise ValidationError(f"Input '{name}' has no data.")

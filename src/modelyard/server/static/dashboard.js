@@ -2,6 +2,8 @@
 //   stats/series?since=N  every second: new one-second samples for the charts
 //   stats                 every 2 s: the tiles and the recent errors
 //   stats/models?...      every 3 s and on input: one page of the models table
+//   stats/endpoints       once: the endpoints, variants and instances the picker offers
+// The page's own ?endpoint=&variant=&instance= choose what it shows; every call carries them.
 // URLs are relative, so the page also works behind a path prefix.
 (function () {
   "use strict";
@@ -13,6 +15,10 @@
   const data = Object.fromEntries(FIELDS.map((f) => [f, []]));
   const table = { sort: "invocations", order: "desc", offset: 0, limit: 50, q: "", state: "", total: 0 };
   const charts = {};
+  const page = new URLSearchParams(location.search);
+  const scope = {};
+  for (const key of ["endpoint", "variant", "instance"]) if (page.get(key)) scope[key] = page.get(key);
+  const api = (path, params) => path + "?" + new URLSearchParams({ ...scope, ...(params || {}) });
   let seq = 0;
   let lastUpdate = 0;
 
@@ -115,7 +121,7 @@
   }
 
   async function pollSeries() {
-    const doc = await getJSON("stats/series?since=" + seq);
+    const doc = await getJSON(api("stats/series", { since: seq }));
     seq = doc.seq;
     const added = doc.columns.time.length;
     if (added === 0) return;
@@ -133,8 +139,9 @@
   // -- tiles and errors -------------------------------------------------------
 
   async function pollSummary() {
-    const s = await getJSON("stats");
-    $("endpoint").textContent = s.endpoint + " · " + s.variant + " · instance " + s.instance;
+    const s = await getJSON(api("stats"));
+    $("endpoint").textContent = s.endpoint + (s.variant ? " · " + s.variant : "") +
+      (s.instance != null ? " · instance " + s.instance : " · " + s.instanceCount + " instances");
     $("tile-loaded").textContent = num(s.loadedModels) + (s.loadingModels ? " (+" + s.loadingModels + ")" : "");
     $("tile-hit").textContent = pct(s.cacheHitRatio);
     $("tile-invocations").textContent = num(s.invocations);
@@ -160,9 +167,8 @@
   // -- models table -----------------------------------------------------------
 
   async function pollModels() {
-    const params = new URLSearchParams({ sort: table.sort, order: table.order, offset: table.offset,
-                                         limit: table.limit, q: table.q, state: table.state });
-    const doc = await getJSON("stats/models?" + params);
+    const doc = await getJSON(api("stats/models", { sort: table.sort, order: table.order, offset: table.offset,
+                                                     limit: table.limit, q: table.q, state: table.state }));
     table.total = doc.total;
     $("models-total").textContent = "(" + num(doc.total) + ")";
     const last = Math.min(table.offset + doc.models.length, doc.total);
@@ -208,6 +214,35 @@
     }
   }
 
+  // -- the endpoint picker ----------------------------------------------------
+
+  async function fillPicker() {
+    const doc = await getJSON("stats/endpoints");
+    const pick = $("pick");
+    const options = [];
+    for (const e of doc.endpoints) {
+      options.push([e.name + (e.default ? " (default)" : ""), { endpoint: e.name }]);
+      const many = e.variants.length > 1 || e.variants.some((v) => v.instances.length > 1);
+      if (!many) continue;
+      for (const v of e.variants) {
+        options.push(["  " + e.name + " · " + v.name, { endpoint: e.name, variant: v.name }]);
+        for (const i of v.instances) {
+          options.push(["    " + e.name + " · " + v.name + " · instance " + i, { endpoint: e.name, variant: v.name, instance: i }]);
+        }
+      }
+    }
+    const key = (o) => [o.endpoint || "", o.variant || "", o.instance || ""].join("/");
+    const current = key(scope);
+    pick.replaceChildren(...options.map(([label, choice]) => {
+      const option = text("option", label);
+      option.value = JSON.stringify(choice);
+      option.selected = key(choice) === current || (!scope.endpoint && !choice.variant && options[0][1] === choice);
+      return option;
+    }));
+    pick.hidden = options.length < 2;
+    pick.addEventListener("change", () => { location.search = "?" + new URLSearchParams(JSON.parse(pick.value)); });
+  }
+
   // -- scheduling -------------------------------------------------------------
 
   async function refresh(poll) {
@@ -228,6 +263,7 @@
 
   makeCharts();
   bindTable();
+  refresh(fillPicker);
   every(1000, pollSeries);
   every(2000, pollSummary);
   every(3000, pollModels);
