@@ -150,7 +150,7 @@ def test_plan_measures_a_real_store(tmp_path: Path) -> None:
         (store / f"m{i}.tar.gz").write_bytes(xgb_artifact(i % 3))
     result = CliRunner().invoke(main, ["plan", str(store), "--sample", "3", "--requests", "2000", "--json"])
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)  # progress goes to stderr
     assert doc["single_model"]["models"] == 6
     assert doc["candidates"][0]["meets"]
     assert 0 < doc["candidates"][0]["hit_ratio"] <= 1

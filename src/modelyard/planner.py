@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,9 @@ __all__ = [
     "simulate",
     "single_model_cost",
 ]
+
+#: ``on_progress(done, total, note)``: called as the planner measures models and simulates candidates
+OnProgress = Callable[[int, int, str], None]
 
 MAX_UTILISATION = 0.7
 SERVER_OVERHEAD_SECONDS = 150e-6  # per request outside the model, one core (bench/RESULTS.md)
@@ -175,6 +179,7 @@ def plan(
     memory_fraction: float = 0.75,
     policy: str = "gdsf",
     warmup: float = 0.2,
+    on_progress: OnProgress | None = None,
 ) -> list[Candidate]:
     """Every candidate, cheapest first; ``meets`` marks those within the objective.
 
@@ -186,6 +191,7 @@ def plan(
     per_core = 1.0 / (costs.warm_seconds + SERVER_OVERHEAD_SECONDS)
     results: dict[tuple[int, int], Simulation] = {}  # same budget and count: same simulation
     candidates = []
+    total = len(kinds) * len(counts or [1, 2, 3, 4])
     for kind in kinds:
         budget = int(kind.memory_gib * GIB * memory_fraction)
         for count in counts or [1, 2, 3, 4]:
@@ -198,11 +204,19 @@ def plan(
             meets = p99 <= p99_ms and utilisation <= MAX_UTILISATION
             monthly = table.monthly(kind, count)
             candidates.append(Candidate(kind, count, budget, sim.hit_ratio, p50, p99, utilisation, monthly, meets))
+            if on_progress is not None:
+                on_progress(len(candidates), total, f"{count} x {kind.name}")
     return sorted(candidates, key=lambda c: (not c.meets, c.monthly_usd, c.count, c.instance.name))
 
 
 async def measure_store(
-    store: Store, objects: list[ObjectInfo], *, sample: int, loader: Loader, workdir: Path
+    store: Store,
+    objects: list[ObjectInfo],
+    *,
+    sample: int,
+    loader: Loader,
+    workdir: Path,
+    on_progress: OnProgress | None = None,
 ) -> ModelCosts:
     """Costs of every model in ``objects``, measured on a sample the planner loads itself.
 
@@ -218,7 +232,7 @@ async def measure_store(
     measured: dict[int, tuple[int, float]] = {}
     warm: list[float] = []
     errors: list[str] = []
-    for index in picked:
+    for done, index in enumerate(picked, 1):
         target = objects[index].key
         started = time.perf_counter()
         try:
@@ -226,11 +240,15 @@ async def measure_store(
             model, size = await asyncio.to_thread(loader.load_measured, artifact.path, sizing.measure)
         except ModelyardError as exc:
             errors.append(f"{target}: {exc.message}")
+            if on_progress is not None:
+                on_progress(done, len(picked), f"{target}: failed")
             continue
         measured[index] = (size, time.perf_counter() - started)
         warm.append(await asyncio.to_thread(_warm_seconds, model))
         model.unload()
         disk.release(artifact)
+        if on_progress is not None:
+            on_progress(done, len(picked), target)
     if not measured:
         raise ValidationError(f"None of the {len(picked)} sampled artifacts could be loaded: {errors[0]}")
     ratio = float(np.median([size / max(objects[i].size, 1) for i, (size, _) in measured.items()]))
