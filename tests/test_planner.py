@@ -242,8 +242,10 @@ def test_the_first_minute_from_an_empty_cache_is_reported_apart() -> None:
 def test_plan_prints_a_latency_it_can_explain() -> None:
     result = CliRunner().invoke(
         main,
-        ["plan", "--models", "200", "--rps", "200", "--warm-ms", "0.5", "--cold-ms", "50"]
-        + ["--instance-type", "ml.m5.large", "--instance-count", "1"],
+        [
+            *("plan", "--models", "200", "--rps", "200", "--warm-ms", "0.5", "--cold-ms", "50"),
+            *("--instance-type", "ml.m5.large", "--instance-count", "1"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "1st min p99" in result.output
