@@ -221,8 +221,9 @@ def _run(store: str | None, **o: Any) -> None:
     )
     click.echo(
         "Latency: at that rate, queued on each instance's workers (one per vCPU) and load thread, plus "
-        f"{o['client_ms']:g} ms outside the server (--client-ms), once the cache has filled; '1st min p99' is the "
-        "first minute from an empty cache, as a one-minute load test of a fresh server sees it."
+        f"{o['client_ms']:g} ms outside the server (--client-ms; a real client's jitter adds to the tail), once the "
+        "cache has filled. '1st min p99' is the first minute from an empty cache, what a one-minute load test of a "
+        "fresh server sees, at least: a fresh server's first loads cost more (bench/PLANNER.md)."
     )
     click.echo(f"Prices: {table.source}, {table.date}.\n")
     click.echo("\n".join(_table(candidates, o["limit"])))
