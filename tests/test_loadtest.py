@@ -132,3 +132,74 @@ def test_empty_store(server: BackgroundServer, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["bench", server.url, "--store", str(tmp_path / "empty")])
     assert result.exit_code == 1
     assert "no target models" in result.output
+
+
+def test_a_dead_port_is_refused_in_one_line_and_exits_non_zero(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    targets = tmp_path / "targets.txt"
+    targets.write_text("m00.tar.gz\n")
+    report = tmp_path / "dead.html"
+    url = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(
+        main, ["bench", url, "--targets", str(targets), "--requests", "20", "--report", str(report)]
+    )
+    assert result.exit_code == 1, result.output
+    assert f"No server answers at {url} (Connection refused)" in result.output
+    assert "Traceback" not in result.output
+    assert not report.exists()  # nothing was measured: no report to mistake for one
+
+
+def test_a_run_where_nothing_succeeded_writes_its_reports_and_exits_non_zero(
+    server: BackgroundServer, tmp_path: Path
+) -> None:
+    targets = tmp_path / "targets.txt"
+    targets.write_text("missing-1.tar.gz\nmissing-2.tar.gz\n")
+    report = tmp_path / "failed.html"
+    result = CliRunner().invoke(
+        main, ["bench", server.url, "--targets", str(targets), "--requests", "20", "--report", str(report)]
+    )
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("Error: No request succeeded (20 ValidationError); first: missing-"), last
+    assert report.read_text().count("<svg") >= 3  # the errors are worth reading
+    assert json.loads(report.with_suffix(".json").read_text())["succeeded"] == 0
+
+
+def test_the_latency_histogram_of_a_run_without_successes_draws_no_empty_legend(tmp_path: Path) -> None:
+    import warnings
+
+    import numpy as np
+
+    from modelyard.loadtest import Result
+    from modelyard.report import summarise, write_html
+
+    result = Result(
+        starts=np.array([0.0, 0.1]),
+        latencies=np.array([0.01, 0.01]),
+        statuses=np.array([0, 0]),
+        cold=np.array([True, False]),
+        codes=["ClientConnectorError"] * 2,
+        targets=["a", "b"],
+        wall_seconds=0.2,
+        client_cpu=0.1,
+        schedule_lag=0.0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_html(summarise(result), result, tmp_path / "r.html", "no successes")
+    assert "no successful request" in (tmp_path / "r.html").read_text()
+
+
+def test_progress_lines_when_not_a_terminal(server: BackgroundServer, store_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["bench", server.url, "--store", str(store_dir), "--requests", "50", "--report", str(tmp_path / "p.html")],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith(f"Listing the models in {store_dir}") for line in lines)
+    assert any(line.startswith("Sending 50/50 ") for line in lines)  # the closing progress line
+    assert any(line.startswith("Writing the reports") for line in lines)
+    assert "\r" not in result.output  # plain lines in a log

@@ -150,7 +150,7 @@ def test_plan_measures_a_real_store(tmp_path: Path) -> None:
         (store / f"m{i}.tar.gz").write_bytes(xgb_artifact(i % 3))
     result = CliRunner().invoke(main, ["plan", str(store), "--sample", "3", "--requests", "2000", "--json"])
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)  # progress goes to stderr
     assert doc["single_model"]["models"] == 6
     assert doc["candidates"][0]["meets"]
     assert 0 < doc["candidates"][0]["hit_ratio"] <= 1
@@ -185,3 +185,71 @@ async def test_simulator_and_server_make_the_same_eviction_decisions(tmp_path: P
     assert harness.handler.unloads == [names[i] for i in gdsf.victims]
     assert gdsf.victims != lru.victims  # a trace where the policies disagree
     assert gdsf.hit_ratio == pytest.approx(harness.events.counts["hit"] / len(trace))
+
+
+def timed(targets: list[str], requests: list[int], times: list[float]) -> Trace:
+    return Trace(targets, np.array(requests, dtype=np.int64), np.array(times, dtype=np.float64))
+
+
+def test_cold_starts_queue_on_the_load_thread() -> None:
+    """Five different models requested at once load one after another: the last waits for four loads."""
+    from modelyard.planner import SERVER_OVERHEAD_SECONDS
+
+    trace = timed([f"m{i}" for i in range(5)], [0, 1, 2, 3, 4], [0.0] * 5)
+    sim = simulate(trace, uniform_costs(5, cold=0.010, warm=0.0), budget=100_000, warmup=0.0, client_seconds=0.0)
+    assert sim.latencies == pytest.approx([0.010 * (i + 1) + SERVER_OVERHEAD_SECONDS for i in range(5)])
+
+
+def test_requests_for_a_loading_model_wait_for_the_same_load() -> None:
+    trace = timed(["m0"], [0, 0, 0], [0.0, 0.004, 0.030])
+    sim = simulate(trace, uniform_costs(1, cold=0.010, warm=0.0), budget=100_000, warmup=0.0, client_seconds=0.0)
+    assert (sim.hits, sim.misses) == (2, 1)
+    assert sim.latencies[1] == pytest.approx(0.006, abs=0.001)  # the rest of the load, not a warm hit
+    assert sim.latencies[2] < 0.001  # loaded by then
+
+
+def test_warm_requests_queue_on_the_event_loop_at_the_offered_rate() -> None:
+    trace = synthetic_trace(["m0", "m1"], 20_000, parse_distribution("uniform"))
+    costs = uniform_costs(2, cold=0.001, warm=0.001)  # about 870 requests/s on one event loop
+    light = simulate(trace, costs, budget=100_000, rps=100, client_seconds=0.0)
+    heavy = simulate(trace, costs, budget=100_000, rps=800, client_seconds=0.0)
+    assert np.percentile(light.latencies, 50) == pytest.approx(0.00115, rel=0.05)  # no wait at 12% busy
+    assert np.percentile(heavy.latencies, 99) > 10 * np.percentile(light.latencies, 99)  # 92% busy: queues
+    assert light.hit_ratio == heavy.hit_ratio == 1.0
+
+
+def test_the_round_trip_outside_the_server_is_added_to_every_request() -> None:
+    trace = synthetic_trace(["m0"], 1000, parse_distribution("uniform"))
+    costs = uniform_costs(1, cold=0.001, warm=0.0)
+    bare = simulate(trace, costs, budget=100_000, client_seconds=0.0)
+    constant = simulate(trace, costs, budget=100_000, client_seconds=0.002)
+    assert constant.latencies - bare.latencies == pytest.approx(np.full(len(bare.latencies), 0.002))
+    measured = np.array([0.001, 0.001, 0.001, 0.050])  # a measured distribution with a tail
+    drawn = simulate(trace, costs, budget=100_000, client_seconds=measured)
+    assert np.percentile(drawn.latencies, 99) > 0.049
+    assert np.percentile(drawn.latencies, 50) < 0.002
+
+
+def test_the_first_minute_from_an_empty_cache_is_reported_apart() -> None:
+    trace = synthetic_trace([f"m{i}" for i in range(300)], 60_000, parse_distribution("zipf:1.0"))
+    costs = uniform_costs(300, cold=0.050, warm=0.0005)
+    sim = simulate(trace, costs, budget=10**9, rps=200, warmup=0.5)
+    assert len(sim.first_minute) == pytest.approx(12_000, rel=0.05)
+    assert np.percentile(sim.latencies, 99) < 0.005  # steady state: every model resident
+    assert np.percentile(sim.first_minute, 99) > 0.050  # the cold starts that fill the cache
+
+
+def test_plan_prints_a_latency_it_can_explain() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            *("plan", "--models", "200", "--rps", "200", "--warm-ms", "0.5", "--cold-ms", "50"),
+            *("--instance-type", "ml.m5.large", "--instance-count", "1"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1st min p99" in result.output
+    assert "plus 1 ms outside the server (--client-ms" in result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("ml.m5.large"))
+    p50, p99, first = (float(v) for v in row.split()[4:7])
+    assert 1.0 < p50 <= p99 < first  # the client's round trip, then cold starts of the first minute

@@ -18,3 +18,13 @@ def test_every_error_has_a_code_and_status() -> None:
         assert 400 <= error.status < 600, name
     assert modelyard.ModelError("x").extra() == {"OriginalStatusCode": 400, "OriginalMessage": "x"}
     assert issubclass(modelyard.StoreError, modelyard.ServiceUnavailable)
+
+
+def test_every_export_has_one_source_and_resolves_to_it() -> None:
+    import importlib
+
+    lazy = set(modelyard.__all__) - {"__version__"}
+    assert set(modelyard._SOURCES) == lazy
+    for name, source in modelyard._SOURCES.items():
+        assert getattr(modelyard, name) is getattr(importlib.import_module(source), name), name
+    assert set(modelyard.__all__) <= set(dir(modelyard))

@@ -1,20 +1,73 @@
-"""The ``modelyard`` command: ``serve`` an endpoint, run the ``demo``."""
+"""The ``modelyard`` command: ``serve`` an endpoint, run the ``demo``, ``bench``, ``plan``, ``endpoint``.
+
+Only click is imported up front: every sub-command's module is imported when that
+command runs (:class:`LazyGroup`), and every command imports its heavy machinery
+(numpy, the frameworks, the server) inside its body, so ``modelyard --help`` and a
+typo answer at once.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
 import click
-from pydantic import ValidationError as SettingsError
 
 from modelyard import __version__
+from modelyard.cli_exit import run_guarded
+from modelyard.cli_store import check_store
 from modelyard.errors import ModelyardError
 
-__all__ = ["main"]
+__all__ = ["LazyGroup", "main", "run"]
+
+#: sub-commands defined in modules of their own: name -> (module:attribute, one-line help)
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "bench": ("modelyard.cli_bench:bench_command", "Load-test an endpoint; write HTML and JSON reports."),
+    "endpoint": ("modelyard.cli_endpoint:endpoint_group", "Create, list, describe, delete endpoints on a server."),
+    "plan": ("modelyard.cli_plan:plan_command", "Recommend the cheapest endpoint for models and traffic."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported when they run, not when the group is built.
+
+    click's documented pattern, plus the one-line help of each lazy command, so
+    ``--help`` lists every command without importing any of them.
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attribute = self.lazy[cmd_name][0].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{module}:{attribute} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:  # not imported: its help line is in the table
+                rows.append((name, self.lazy[name][1]))
+            elif not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def _settings(config: Path | None, **options: Any) -> Any:
+    from pydantic import ValidationError as SettingsError
+
     from modelyard.settings import Settings
 
     try:
@@ -24,13 +77,22 @@ def _settings(config: Path | None, **options: Any) -> Any:
         raise click.UsageError(problems) from exc
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup,
+    lazy=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="modelyard")
 def main() -> None:
     """Multi-model endpoints on your own machines, speaking SageMaker's API."""
 
 
-@main.command()
+def run() -> None:
+    """The ``modelyard`` console script: :func:`main`, ended so that no native thread can crash the exit."""
+    run_guarded(main)
+
+
+@main.command(short_help="Serve the models under STORE (folder, s3://...).")
 @click.argument("store", required=False)
 @click.option(
     "--config",
@@ -86,6 +148,7 @@ def main() -> None:
     type=click.IntRange(1),
     help="Open client connections at most.  [default: from the open-files limit, up to 4096]",
 )
+@click.option("--create-store", is_flag=True, help="Create the STORE folder when it does not exist.")
 def serve(
     store: str | None,
     config: Path | None,
@@ -93,6 +156,7 @@ def serve(
     preload: tuple[str, ...],
     pin: tuple[str, ...],
     model_roots: tuple[Path, ...],
+    create_store: bool,
     **options: Any,
 ) -> None:
     """Serve the models under STORE (a folder, file://, s3://bucket/prefix/, memory://).
@@ -101,8 +165,9 @@ def serve(
     `sagemaker` client or `modelyard endpoint create`.
 
     \b
-    Invoke with boto3:
-      boto3.client("sagemaker-runtime", endpoint_url="http://127.0.0.1:8080")
+    Invoke with boto3 (any key works on a server without access keys):
+      boto3.client("sagemaker-runtime", endpoint_url="http://127.0.0.1:8080", region_name="us-east-1",
+                   aws_access_key_id="any", aws_secret_access_key="any")
            .invoke_endpoint(EndpointName="modelyard", TargetModel="Houston_TX.tar.gz",
                             ContentType="text/csv", Body="1994,3188,5,1.5,1.62,3")
     """
@@ -118,13 +183,14 @@ def serve(
         model_roots=list(model_roots) or None,
         **options,
     )
+    check_store(settings.store, create=create_store, hint=" (create it and copy artifacts in, or pass --create-store)")
     try:
         run_server(settings)
     except ModelyardError as exc:
         raise click.ClickException(exc.message) from exc
 
 
-@main.command()
+@main.command(short_help="Train house-price models, serve them, invoke them.")
 @click.option(
     "--models", type=click.IntRange(1, 100_000), default=10, show_default=True, help="Per-city models to train."
 )
@@ -142,26 +208,15 @@ def demo(models: int, requests: int, workspace: Path, store_url: str | None) -> 
     from modelyard.demo import run_demo
 
     workspace = workspace.resolve()
+    store_url = store_url or str(workspace / "models")
+    check_store(store_url, create=True)  # the demo makes its own store
     try:
         run_demo(
             models=models,
             requests=requests,
-            store_url=store_url or str(workspace / "models"),
+            store_url=store_url,
             workspace=workspace,
             echo=click.echo,
         )
     except ModelyardError as exc:
         raise click.ClickException(exc.message) from exc
-
-
-def _register() -> None:
-    from modelyard.cli_bench import bench_command
-    from modelyard.cli_endpoint import endpoint_group
-    from modelyard.cli_plan import plan_command
-
-    main.add_command(bench_command)
-    main.add_command(endpoint_group)
-    main.add_command(plan_command)
-
-
-_register()

@@ -1,20 +1,31 @@
-"""``modelyard bench``: load-test an endpoint (see :mod:`modelyard.loadtest`)."""
+"""``modelyard bench``: load-test an endpoint (see :mod:`modelyard.loadtest`).
+
+A run is worth something only if the server answered: an unreachable server is
+refused before the run, and a run in which no request succeeded writes its reports
+(they show the errors) and exits with status 1 and the reason on one line.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import click
 
+from modelyard.cli_store import check_store
 from modelyard.errors import ModelyardError, ValidationError
-from modelyard.handlers import require
-from modelyard.traffic import Trace, parse_distribution, read_trace, synthetic_trace
+from modelyard.progress import Progress
 
-__all__ = ["bench_command"]
+if TYPE_CHECKING:
+    from modelyard.loadtest import Progress as LoadProgress
+    from modelyard.traffic import Trace
+
+__all__ = ["bench_command", "check_reachable", "worthless"]
 
 HOUSE_ROW = b"1994,3188,5,1.5,1.62,3"
 
@@ -29,6 +40,8 @@ def _targets(store_url: str | None, targets_file: Path | None, models: int | Non
     elif store_url is not None:
         from modelyard.store import open_store
 
+        click.echo(f"Listing the models in {store_url}...", err=True)
+
         async def listing() -> list[str]:
             return [o.key for o in await open_store(store_url).list() if not o.key.endswith("/")]
 
@@ -41,6 +54,8 @@ def _targets(store_url: str | None, targets_file: Path | None, models: int | Non
 
 
 def _signer(region: str) -> Callable[[str, dict[str, str], bytes], dict[str, str]]:
+    from modelyard.handlers import require
+
     botocore = require("botocore", "demo")
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -57,22 +72,42 @@ def _signer(region: str) -> Callable[[str, dict[str, str], bytes], dict[str, str
     return sign
 
 
-def _progress(total: int | None) -> Callable[[Any], None] | None:
-    if not sys.stderr.isatty():
-        return None  # a log file gets the summary only
+def check_reachable(url: str, timeout: float = 5.0) -> None:
+    """Refuse a URL no server answers at (connection refused, unknown host, time-out), in one line."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"'{url}' is not an http:// or https:// URL of an endpoint.")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ValidationError(f"'{url}' has an invalid port.") from exc
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ValidationError(f"No server answers at {url} ({reason}): nothing was measured.") from exc
 
-    def show(progress: Any) -> None:
+
+def worthless(summary: dict[str, Any]) -> str | None:
+    """Why a run measured nothing (no request succeeded), or None when it is worth reading."""
+    if summary["succeeded"]:
+        return None
+    errors = summary["errors"]
+    counts = ", ".join(f"{n:,} {code}" for code, n in sorted(errors.items(), key=lambda item: -item[1]))
+    first = next(iter(summary["error_examples"].values()), "")
+    example = f"; first: {first.splitlines()[0][:200]}" if first else ""
+    return f"No request succeeded ({counts or 'none sent'}){example}."
+
+
+def _shown(line: Progress) -> Callable[[LoadProgress], None]:
+    def show(progress: LoadProgress) -> None:
         rate = progress.done / progress.elapsed if progress.elapsed else 0.0
-        of = f"/{total:,}" if total else ""
-        line = (
-            f"\r{progress.elapsed:6.1f} s  {progress.done:,}{of} done  {rate:,.0f} req/s  {progress.errors:,} errors "
-        )
-        click.echo(line, nl=False, err=True)
+        line.update(progress.done, note=f"{rate:,.0f} req/s, {progress.errors:,} errors")
 
     return show
 
 
-@click.command("bench")
+@click.command("bench", short_help="Load-test an endpoint; write HTML and JSON reports.")
 @click.argument("url")
 @click.option("--endpoint", default="modelyard", show_default=True, help="EndpointName to invoke.")
 @click.option("--store", "store_url", help="Call the models listed in this store.")
@@ -110,11 +145,17 @@ def bench_command(url: str, **o: Any) -> None:
 
 
 def _run(url: str, **o: Any) -> None:
+    from modelyard.handlers import require
+
     for module in ("aiohttp", "matplotlib"):
         require(module, "bench")
     from modelyard.loadtest import LoadSpec, run_load
     from modelyard.report import summarise, terminal_table, write_html, write_json
+    from modelyard.traffic import parse_distribution, read_trace, synthetic_trace
 
+    if o["trace_file"] is None and o["targets_file"] is None:
+        check_store(o["store_url"], hint=": there are no models to call there")
+    check_reachable(url)
     trace: Trace
     if o["trace_file"] is not None:
         trace = read_trace(o["trace_file"])
@@ -145,8 +186,8 @@ def _run(url: str, **o: Any) -> None:
     )
     mode = f"open loop at {o['rate']:g} req/s" if o["rate"] else f"closed loop, {o['concurrency']} connections"
     click.echo(f"Calling {url} ({o['endpoint']}): {len(set(trace.targets)):,} models, {mode}.", err=True)
-    result = asyncio.run(run_load(spec, _progress(o["requests"])))
-    click.echo("", err=True)
+    with Progress("Sending", o["requests"]) as line:
+        result = asyncio.run(run_load(spec, _shown(line)))
     result.spec = {
         "url": url,
         "endpoint": o["endpoint"],
@@ -161,6 +202,13 @@ def _run(url: str, **o: Any) -> None:
         raise ValidationError("No request was sent.")
     click.echo(terminal_table(summary))
     json_path = o["json_path"] or o["report"].with_suffix(".json")
-    write_json(summary, json_path)
-    write_html(summary, result, o["report"], f"modelyard bench: {url}")
+    click.echo(f"Writing the reports ({o['report']}, {json_path})...", err=True)
+    try:
+        write_json(summary, json_path)
+        write_html(summary, result, o["report"], f"modelyard bench: {url}")
+    except OSError as exc:
+        raise ValidationError(f"Cannot write the report: {exc}") from exc
     click.echo(f"Reports: {o['report']} and {json_path}")
+    failure = worthless(summary)
+    if failure is not None:
+        raise ValidationError(failure)

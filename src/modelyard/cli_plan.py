@@ -7,29 +7,25 @@ import json
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
-from pydantic import ByteSize, TypeAdapter
-from pydantic import ValidationError as PydanticError
 
+from modelyard.cli_store import check_store
 from modelyard.errors import ModelyardError
-from modelyard.instances import InstanceTable
-from modelyard.planner import (
-    Candidate,
-    ModelCosts,
-    SingleModelCost,
-    measure_store,
-    plan,
-    single_model_cost,
-)
-from modelyard.traffic import Trace, parse_distribution, read_trace, synthetic_trace
+from modelyard.progress import Progress
+
+if TYPE_CHECKING:
+    from modelyard.planner import Candidate, ModelCosts, SingleModelCost
+    from modelyard.traffic import Trace
 
 __all__ = ["plan_command"]
 
 
 def _bytes(text: str) -> int:
+    from pydantic import ByteSize, TypeAdapter
+    from pydantic import ValidationError as PydanticError
+
     try:
         return int(TypeAdapter(ByteSize).validate_python(text))
     except PydanticError:
@@ -39,6 +35,10 @@ def _bytes(text: str) -> int:
 def _costs(
     store_url: str | None, models: int, memory: int, cold_ms: float, warm_ms: float, sample: int
 ) -> tuple[list[str], ModelCosts]:
+    import numpy as np
+
+    from modelyard.planner import ModelCosts, measure_store
+
     if store_url is None:
         targets = [f"model-{i:06d}" for i in range(models)]
         n = len(targets)
@@ -47,11 +47,25 @@ def _costs(
     from modelyard.handlers import Loader
     from modelyard.store import open_store
 
+    check_store(store_url, hint=": there are no models to plan for there")
+    click.echo(f"Listing the models in {store_url}...", err=True)
+
     async def run() -> tuple[list[str], ModelCosts]:
         store = open_store(store_url)
         objects = [o for o in await store.list() if not o.key.endswith("/")]
-        with tempfile.TemporaryDirectory(prefix="modelyard-plan-") as workdir:
-            costs = await measure_store(store, objects, sample=sample, loader=Loader(), workdir=Path(workdir))
+        picked = min(sample, len(objects))
+        with (
+            tempfile.TemporaryDirectory(prefix="modelyard-plan-") as workdir,
+            Progress(f"Measuring {picked} of {len(objects):,} models", picked, note_lines=True) as line,
+        ):
+            costs = await measure_store(
+                store,
+                objects,
+                sample=sample,
+                loader=Loader(),
+                workdir=Path(workdir),
+                on_progress=lambda done, _, note: line.update(done, note=note),
+            )
         return [o.key for o in objects], costs
 
     return asyncio.run(run())
@@ -59,14 +73,14 @@ def _costs(
 
 def _table(candidates: list[Candidate], limit: int) -> list[str]:
     head = f"{'instance type':<16}{'count':>6}{'budget':>10}{'hit ratio':>11}{'p50 ms':>9}{'p99 ms':>10}"
-    head += f"{'CPU':>6}{'USD/month':>13}"
+    head += f"{'1st min p99':>13}{'CPU':>6}{'USD/month':>13}"
     lines = [head, "-" * len(head)]
     for c in candidates[:limit]:
         budget = f"{c.budget / 1024**3:.1f}GiB"
         mark = "  ok" if c.meets else ""
         lines.append(
             f"{c.instance.name:<16}{c.count:>6}{budget:>10}{c.hit_ratio:>11.3f}{c.p50_ms:>9.2f}{c.p99_ms:>10.2f}"
-            f"{c.utilisation:>6.0%}{c.monthly_usd:>13,.2f}{mark}"
+            f"{c.first_minute_p99_ms:>13.2f}{c.utilisation:>6.0%}{c.monthly_usd:>13,.2f}{mark}"
         )
     return lines
 
@@ -83,7 +97,7 @@ def _comparison(best: Candidate, single: SingleModelCost, hours: float) -> list[
     ]
 
 
-@click.command("plan")
+@click.command("plan", short_help="Recommend the cheapest endpoint for models and traffic.")
 @click.argument("store", required=False)
 @click.option(
     "--models", type=click.IntRange(1), default=1000, show_default=True, help="Models, when no STORE is given."
@@ -100,7 +114,20 @@ def _comparison(best: Candidate, single: SingleModelCost, hours: float) -> list[
 @click.option("--distribution", default="zipf:1.0", show_default=True, help="uniform, zipf or zipf:S.")
 @click.option("--trace", "trace_file", type=click.Path(path_type=Path, dir_okay=False), help="Replay a trace instead.")
 @click.option("--requests", type=click.IntRange(100), default=100_000, show_default=True, help="Simulated requests.")
-@click.option("--p99-ms", type=click.FloatRange(0, min_open=True), default=100.0, show_default=True, help="Objective.")
+@click.option(
+    "--p99-ms",
+    type=click.FloatRange(0, min_open=True),
+    default=100.0,
+    show_default=True,
+    help="Objective: p99 latency as the caller sees it, once the cache has filled.",
+)
+@click.option(
+    "--client-ms",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="Round trip outside the server (HTTP client, network), added to every request.",
+)
 @click.option("--instance-type", "instance_types", multiple=True, help="Candidate type (repeatable; default: all).")
 @click.option(
     "--instance-count", "counts", type=click.IntRange(1, 64), multiple=True, help="Candidate count (repeatable)."
@@ -128,6 +155,12 @@ def plan_command(store: str | None, **options: Any) -> None:
 
 
 def _run(store: str | None, **o: Any) -> None:
+    import numpy as np
+
+    from modelyard.instances import InstanceTable
+    from modelyard.planner import ModelCosts, plan, single_model_cost
+    from modelyard.traffic import Trace, parse_distribution, read_trace, synthetic_trace
+
     table = InstanceTable.load(o["instances_file"])
     single = single_model_cost(table, 0, o["single_model_instance"], o["single_model_count"])  # checks the name
     memory = _bytes(o["model_memory"])
@@ -152,6 +185,7 @@ def _run(store: str | None, **o: Any) -> None:
     else:
         trace = synthetic_trace(targets, 2 * o["requests"], parse_distribution(o["distribution"]))
         warmup = 0.5
+    progress = Progress("Simulating the cache of each candidate", None)
     candidates = plan(
         trace,
         costs,
@@ -161,9 +195,12 @@ def _run(store: str | None, **o: Any) -> None:
         instance_types=list(o["instance_types"]) or None,
         counts=list(o["counts"]) or None,
         memory_fraction=o["memory_fraction"],
+        client_seconds=o["client_ms"] / 1000,
         policy=o["eviction"],
         warmup=warmup,
+        on_progress=lambda done, total, note: _simulated(progress, done, total, note),
     )
+    progress.close()
     single = single_model_cost(table, len(targets), o["single_model_instance"], o["single_model_count"])
     best = candidates[0]
     if o["as_json"]:
@@ -182,6 +219,12 @@ def _run(store: str | None, **o: Any) -> None:
         f"Traffic: {counted:,} requests ({traffic}) after {len(trace) - counted:,} to warm the cache, "
         f"at {o['rps']:g} req/s; objective p99 <= {o['p99_ms']:g} ms."
     )
+    click.echo(
+        "Latency: at that rate, queued on each instance's workers (one per vCPU) and load thread, plus "
+        f"{o['client_ms']:g} ms outside the server (--client-ms; a real client's jitter adds to the tail), once the "
+        "cache has filled. '1st min p99' is the first minute from an empty cache, what a one-minute load test of a "
+        "fresh server sees, at least: a fresh server's first loads cost more (bench/PLANNER.md)."
+    )
     click.echo(f"Prices: {table.source}, {table.date}.\n")
     click.echo("\n".join(_table(candidates, o["limit"])))
     verdict = "Recommended" if best.meets else "No candidate meets the objective; closest"
@@ -189,6 +232,11 @@ def _run(store: str | None, **o: Any) -> None:
         f"\n{verdict}: {best.count} x {best.instance.name} ({best.hit_ratio:.1%} hits, p99 {best.p99_ms:.1f} ms)."
     )
     click.echo("\n".join(_comparison(best, single, table.hours_per_month)))
+
+
+def _simulated(progress: Progress, done: int, total: int, note: str) -> None:
+    progress.total = total
+    progress.update(done, note=note)
 
 
 def _plain(value: Any) -> Any:

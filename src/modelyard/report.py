@@ -164,15 +164,20 @@ def _charts(summary: dict[str, Any], result: Result) -> list[tuple[str, str]]:
         plt.close(figure)
     ok = (result.statuses >= 200) & (result.statuses < 300)
     figure, axis = plt.subplots(figsize=(9, 3))
+    drawn = 0
     for mask, label, color in ((ok & ~result.cold, "warm", "#2ca02c"), (ok & result.cold, "cold", "#1f77b4")):
         values = result.latencies[mask] * 1000
         if len(values):
             bins = np.logspace(np.log10(max(values.min(), 0.01)), np.log10(values.max() + 0.01), 60).tolist()
             axis.hist(values, bins=bins, alpha=0.6, label=f"{label} ({len(values):,})", color=color)
+            drawn += 1
     axis.set_xscale("log")
     axis.set_xlabel("latency ms (log scale)")
     axis.set_ylabel("requests")
-    axis.legend()
+    if drawn:
+        axis.legend()
+    else:  # only successful requests have a latency worth plotting: say so instead of an empty legend
+        axis.text(0.5, 0.5, "no successful request", transform=axis.transAxes, ha="center", va="center")
     charts.append(("Latency histogram", _svg(figure)))
     plt.close(figure)
     return charts

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from obstore.store import LocalStore
 
-from modelyard.errors import ArtifactNotFound
+from modelyard.errors import ArtifactNotFound, ValidationError
 
 __all__ = ["LocalRoot", "open_local"]
 
@@ -26,11 +26,12 @@ log = logging.getLogger("modelyard.store")
 
 
 def open_local(url: str, options: dict[str, str]) -> LocalStore:
-    """A store over a folder, created when missing so artifacts can be copied in later."""
+    """A store over an existing folder (a mistyped path is an error, never an empty folder made for it)."""
     del options  # a folder needs none
     path = Path(unquote(urlsplit(url).path)) if url.startswith("file://") else Path(url)
     path = path.expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.is_dir():
+        raise ValidationError(f"The store folder {path} does not exist (or is not a folder).")
     return LocalStore(prefix=path)
 
 
