@@ -25,6 +25,7 @@ from typing import Any
 from modelyard.handlers import require
 from modelyard.settings import Settings
 from modelyard.store import Store, open_store
+from modelyard.store.location import is_local, local_path
 
 __all__ = ["CITIES", "city_names", "make_artifact", "run_demo", "sample_row", "train_city"]
 
@@ -164,6 +165,8 @@ def run_demo(
     mean_kib = statistics.mean(sizes) / 1024
     echo(f"Trained {len(artifacts)} models in {elapsed:.1f} s (artifacts of {mean_kib:.1f} KiB on average).")
 
+    if is_local(store_url):  # the demo's own store, in its workspace
+        local_path(store_url).mkdir(parents=True, exist_ok=True)
     store = open_store(store_url)
     asyncio.run(_put_all(store, {f"{name}.tar.gz": data for name, data in artifacts.items()}))
     echo(f"Stored them under {store_url}")
