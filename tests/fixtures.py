@@ -27,6 +27,12 @@ from modelyard.handlers import HANDLERS, Handler, Loader, Model
 ROW = b"1994,3188,5,1.5,1.62,3"
 
 
+def made(folder: Path) -> Path:
+    """``folder``, created (a local store must exist before it is opened)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 @functools.cache
 def booster_bytes(seed: int = 0, fmt: str = "ubj") -> bytes:
     """A small trained XGBoost regressor over 6 features, serialised as ``fmt``."""

@@ -23,7 +23,7 @@ from modelyard.errors import (
     ValidationError,
 )
 from modelyard.store import Store, open_store
-from tests.fixtures import zero_bomb
+from tests.fixtures import made, zero_bomb
 
 pytestmark = pytest.mark.anyio
 
@@ -187,7 +187,7 @@ async def test_disk_cache_survives_restart(store: Store, tmp_path: Path) -> None
 
 async def test_local_store_refuses_traversal(tmp_path: Path) -> None:
     (tmp_path / "secret.txt").write_text("secret")
-    store = open_store(str(tmp_path / "store"))
+    store = open_store(str(made(tmp_path / "store")))
     disk = DiskCache(tmp_path / "disk", 10_000, max_unpacked=1_000)
     for target in ("../secret.txt", "a/../../secret.txt"):
         with pytest.raises(InvalidTargetModel):
@@ -228,7 +228,7 @@ async def test_an_artifact_is_bounded_by_every_budget(
 @pytest.mark.parametrize("name", ["model.bin", "model.tar"])
 async def test_large_artifacts_stream_through_bounded_memory(tmp_path: Path, name: str) -> None:
     content = os.urandom(24 * MIB)
-    store = open_store(str(tmp_path / "store"))
+    store = open_store(str(made(tmp_path / "store")))
     await store.put(name, content if name == "model.bin" else tar_of({"xgboost-model": content}))
     disk = DiskCache(tmp_path / "disk", 100 * MIB, max_unpacked=100 * MIB)
     tracemalloc.start()
@@ -325,7 +325,7 @@ async def test_a_stable_corrupt_archive_stays_a_400(tmp_path: Path) -> None:
 
 
 async def test_messages_name_no_host_path(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "store"))
+    store = open_store(str(made(tmp_path / "store")))
     disk = DiskCache(tmp_path / "disk", 10 * MIB, max_unpacked=MIB)
     await store.put("layout.tar", tar_of({"a": b"file", "a/b": b"under a file"}))
     await store.put("corrupt.tar.gz", b"\x1f\x8b\x08\x00garbage")

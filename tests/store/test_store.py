@@ -9,6 +9,7 @@ import pytest
 from modelyard.errors import ArtifactNotFound, InvalidTargetModel, ValidationError
 from modelyard.store import Store, open_store
 from tests.conftest import SeaweedS3
+from tests.fixtures import made
 
 pytestmark = pytest.mark.anyio
 
@@ -41,12 +42,12 @@ async def exercise(store: Store) -> None:
 
 
 async def test_local_folder(tmp_path: Path) -> None:
-    await exercise(open_store(str(tmp_path / "models")))
+    await exercise(open_store(str(made(tmp_path / "models"))))
     assert (tmp_path / "models" / "eu" / "de" / "Berlin.tar.gz").read_bytes() == b"v2-longer"
 
 
 async def test_file_url(tmp_path: Path) -> None:
-    await exercise(open_store(f"file://{tmp_path}/models"))
+    await exercise(open_store(f"file://{made(tmp_path / 'models')}"))
 
 
 async def test_memory_store_is_shared_by_name() -> None:
@@ -66,7 +67,7 @@ async def test_s3_on_seaweedfs(seaweed: SeaweedS3) -> None:
 
 
 async def test_traversal_is_refused_by_the_store(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "models"))
+    store = open_store(str(made(tmp_path / "models")))
     with pytest.raises(InvalidTargetModel):
         await store.head("../outside")
 
@@ -87,7 +88,7 @@ def outside(tmp_path: Path) -> Path:
 
 
 async def test_links_out_of_a_local_store_are_not_followed(tmp_path: Path, outside: Path) -> None:
-    root = tmp_path / "models"
+    root = made(tmp_path / "models")
     store = open_store(str(root))
     await store.put("real.bin", b"mine")
     (root / "sub").mkdir()
@@ -106,7 +107,7 @@ async def test_links_out_of_a_local_store_are_not_followed(tmp_path: Path, outsi
 
 
 async def test_links_inside_a_local_store_are_followed(tmp_path: Path) -> None:
-    root = tmp_path / "models"
+    root = made(tmp_path / "models")
     store = open_store(str(root))
     await store.put("v2/model.bin", b"mine")
     (root / "latest.bin").symlink_to("v2/model.bin")
@@ -118,7 +119,7 @@ async def test_links_inside_a_local_store_are_followed(tmp_path: Path) -> None:
 
 
 async def test_a_link_swapped_after_its_check_is_refused(tmp_path: Path, outside: Path) -> None:
-    root = tmp_path / "models"
+    root = made(tmp_path / "models")
     store = open_store(str(root))
     await store.put("real.bin", b"mine")
     await store.put("model.bin", b"mine too")
@@ -132,7 +133,7 @@ async def test_a_link_swapped_after_its_check_is_refused(tmp_path: Path, outside
 
 
 async def test_local_store_errors_name_no_host_path(tmp_path: Path) -> None:
-    root = tmp_path / "models"
+    root = made(tmp_path / "models")
     store = open_store(str(root))
     await store.put("file.bin", b"x")
     with pytest.raises(ArtifactNotFound) as missing:
@@ -144,7 +145,7 @@ async def test_local_store_errors_name_no_host_path(tmp_path: Path) -> None:
 
 
 async def test_streamed_reads(tmp_path: Path) -> None:
-    store = open_store(str(tmp_path / "models"))
+    store = open_store(str(made(tmp_path / "models")))
     data = bytes(range(256)) * 4096  # 1 MiB
     await store.put("big.bin", data)
     info, content = await store.open("big.bin", inline=1000)
@@ -153,3 +154,9 @@ async def test_streamed_reads(tmp_path: Path) -> None:
     assert b"".join(bytes(chunk) for chunk in content) == data
     info, small = await store.open("big.bin", inline=len(data))
     assert small == data
+
+
+def test_a_missing_folder_is_refused_never_created(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="does not exist"):
+        open_store(str(tmp_path / "mistyped"))
+    assert not (tmp_path / "mistyped").exists()

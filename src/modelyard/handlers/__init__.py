@@ -22,7 +22,7 @@ from pathlib import Path
 
 from modelyard import sizing
 from modelyard.errors import ArtifactInvalid, ModelyardError, ValidationError, release_frames
-from modelyard.handlers.base import Handler, Model, TensorSpec, require
+from modelyard.handlers.base import Handler, Model, TensorSpec, installed, require
 from modelyard.handlers.lightgbm import LightGBMHandler
 from modelyard.handlers.memory import small_python_objects
 from modelyard.handlers.mlflow import MLflowHandler
@@ -54,7 +54,7 @@ def frameworks(handlers: dict[str, Handler] | None = None) -> dict[str, str | No
     for name, handler in (handlers or HANDLERS).items():
         if not handler.module:
             found[name] = "built in"
-        elif importlib.util.find_spec(handler.module) is None:
+        elif not installed(handler.module):
             found[name] = None
         else:
             dists = distributions.get(handler.module, [])

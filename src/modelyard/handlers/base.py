@@ -27,7 +27,15 @@ import numpy as np
 from modelyard import codecs
 from modelyard.errors import ArtifactInvalid, ModelError
 
-__all__ = ["Handler", "Model", "TensorSpec", "require"]
+__all__ = ["Handler", "Model", "TensorSpec", "installed", "require"]
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (``a.b`` when ``a`` is absent: False)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # find_spec imports the parents of a dotted name
+        return False
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -135,7 +143,7 @@ class Handler(ABC):
 
     def preimport(self) -> bool:
         """Import ``module`` now if it is installed; True when it was."""
-        if not self.module or importlib.util.find_spec(self.module) is None:
+        if not self.module or not installed(self.module):
             return False
         importlib.import_module(self.module)
         return True
