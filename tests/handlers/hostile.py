@@ -196,3 +196,26 @@ def nested_ubjson(depth: int) -> bytes:
 def tarball(name: str, data: bytes) -> bytes:
     """A SageMaker-style model.tar.gz holding one file."""
     return make_artifact({name: data})
+
+
+@functools.cache
+def lightgbm_model(kind: str = "regressor") -> bytes:
+    """A small LightGBM text model: ``regressor``, ``multiclass``, ``categorical`` (feature 1) or ``linear``."""
+    import lightgbm as lgb
+
+    from tests.fixtures import lightgbm_text
+
+    if kind in ("regressor", "multiclass"):
+        return lightgbm_text(0, 3 if kind == "multiclass" else 1)
+    x, y = training_data(0)
+    params: dict[str, Any] = {"verbose": -1, "num_threads": 1, "num_leaves": 7, "seed": 0}
+    categorical: list[int] = []
+    if kind == "categorical":
+        x[:, 1] = np.floor(x[:, 1] / 500)
+        y = y + 3000 * (x[:, 1] % 3)
+        categorical = [1]
+        params |= {"min_data_per_group": 5, "cat_smooth": 1}
+    else:
+        params["linear_tree"] = True
+    booster = lgb.train(params, lgb.Dataset(x, y, categorical_feature=categorical or "auto"), num_boost_round=10)
+    return str(booster.model_to_string()).encode()
