@@ -219,3 +219,83 @@ def lightgbm_model(kind: str = "regressor") -> bytes:
         params["linear_tree"] = True
     booster = lgb.train(params, lgb.Dataset(x, y, categorical_feature=categorical or "auto"), num_boost_round=10)
     return str(booster.model_to_string()).encode()
+
+
+def onnx_external(location: str, length: int, offset: int = 0) -> bytes:
+    """An ONNX model answering, whatever its input ``X``, the ``length`` bytes of its external data file."""
+    from onnx import TensorProto, helper
+
+    weights = TensorProto()
+    weights.name = "W"
+    weights.data_type = TensorProto.UINT8
+    weights.dims.append(length)
+    weights.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = weights.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["W"], ["Y"])],
+        "external",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("Y", TensorProto.UINT8, [length])],
+        initializer=[weights],
+    )
+    return bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    )
+
+
+def onnx_endless_loop() -> bytes:
+    """An ONNX model whose every run loops a trillion times."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["x_in"], ["x_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_in", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x_out", TensorProto.FLOAT, None),
+        ],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["M", "C", "X"], ["Y"], body=body)],
+        "loop",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 6])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        initializer=[
+            numpy_helper.from_array(np.array(10**12, np.int64), "M"),
+            numpy_helper.from_array(np.array(True), "C"),
+        ],
+    )
+    return bytes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8).SerializeToString()
+    )
+
+
+def protobuf_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def onnx_nested(levels: int) -> bytes:
+    """An ONNX model of graphs inside node attributes inside graphs, ``levels`` times."""
+    graph = protobuf_field(2, b"leaf")  # GraphProto.name
+    for _ in range(levels):
+        attribute = protobuf_field(1, b"then_branch") + protobuf_field(6, graph)  # AttributeProto.name, .g
+        node = protobuf_field(4, b"If") + protobuf_field(5, attribute)  # NodeProto.op_type, .attribute
+        graph = protobuf_field(1, node)  # GraphProto.node
+    return protobuf_field(7, graph)  # ModelProto.graph
