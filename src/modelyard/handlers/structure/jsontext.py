@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from modelyard.handlers.structure.values import MAX_DEPTH, NumberArray, StructureError, collector_paused
+from modelyard.handlers.structure.values import MAX_DEPTH, Bytes, NumberArray, StructureError, collector_paused
 
 __all__ = ["parse_json"]
 
@@ -38,7 +38,7 @@ _CLASS_TABLE = bytes(_CLASSES)
 _PLACEHOLDER = "-0.0e-00"
 
 
-def parse_json(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+def parse_json(data: Bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """Check a JSON document's shape, then parse it with its flat arrays as :class:`NumberArray`."""
     kinds = np.frombuffer(data.translate(_CLASS_TABLE), dtype=np.uint8)
     positions = np.flatnonzero(kinds.view(np.bool_))  # a bool view: 10 times faster than on uint8
@@ -61,7 +61,7 @@ def parse_json(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
         return _parse_skeleton(data, positions, kinds)
 
 
-def _escaped(data: bytes, positions: np.ndarray, quotes: np.ndarray) -> np.ndarray:
+def _escaped(data: Bytes, positions: np.ndarray, quotes: np.ndarray) -> np.ndarray:
     """Which quote marks are escaped: preceded by an odd run of backslashes (rare: looped)."""
     escaped = np.zeros(len(positions), dtype=np.bool_)
     raw = np.frombuffer(data, dtype=np.uint8)
@@ -88,12 +88,12 @@ def _check_depth(depth: np.ndarray, where: np.ndarray, max_depth: int) -> None:
         raise StructureError("it ends before its brackets close (truncated?)")
 
 
-def _parse_skeleton(data: bytes, positions: np.ndarray, kinds: np.ndarray) -> Any:
+def _parse_skeleton(data: Bytes, positions: np.ndarray, kinds: np.ndarray) -> Any:
     flat = np.flatnonzero((kinds[:-1] == _OPEN) & (kinds[1:] == _CLOSE))
     raw = np.frombuffer(data, dtype=np.uint8)
     # arrays only (not empty objects), closed by ']': a mismatched pair stays for json.loads to refuse
     flat = flat[(raw[positions[flat]] == ord("[")) & (raw[positions[flat + 1]] == ord("]"))]
-    pieces: list[bytes] = []
+    pieces: list[Bytes] = []
     arrays: list[NumberArray] = []
     last = 0
     for index, (start, end) in enumerate(zip(positions[flat].tolist(), positions[flat + 1].tolist(), strict=True)):

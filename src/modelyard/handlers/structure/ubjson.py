@@ -24,7 +24,7 @@ import struct
 from typing import Any
 
 from modelyard.handlers.structure.ubjtable import read_table
-from modelyard.handlers.structure.values import MAX_DEPTH, NumberArray, StructureError, collector_paused
+from modelyard.handlers.structure.values import MAX_DEPTH, Bytes, NumberArray, StructureError, collector_paused
 
 __all__ = ["parse_ubjson"]
 
@@ -55,7 +55,7 @@ _INT64 = struct.Struct(">q")
 _TABLE_ROWS = 16  # below this many objects, reading by column saves nothing
 
 
-def parse_ubjson(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
+def parse_ubjson(data: Bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     """Check and decode a UBJSON document (see module doc)."""
     with collector_paused():
         value, end = _Parser(data, max_depth).value(0, 0)
@@ -71,7 +71,7 @@ class _Parser:
     read inline rather than through :meth:`value`.
     """
 
-    def __init__(self, data: bytes, max_depth: int) -> None:
+    def __init__(self, data: Bytes, max_depth: int) -> None:
         self.data = data
         self.size = len(data)
         self.max_depth = max_depth

@@ -26,7 +26,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from modelyard.handlers.structure.values import NumberArray
+from modelyard.handlers.structure.values import Bytes, NumberArray
 
 __all__ = ["Column", "Table", "read_table"]
 
@@ -63,7 +63,7 @@ class Column:
 class Table(Sequence[dict[str, Any]]):
     """The objects of one array, by column; indexing one builds it as a dict."""
 
-    def __init__(self, data: bytes, rows: int, columns: dict[tuple[str, ...], Column]) -> None:
+    def __init__(self, data: Bytes, rows: int, columns: dict[tuple[str, ...], Column]) -> None:
         self.data = data
         self.rows = rows
         self.columns = columns
@@ -102,7 +102,7 @@ class Table(Sequence[dict[str, Any]]):
 _Step = bytes | tuple[str, tuple[str, ...], str]
 
 
-def read_table(data: bytes, start: int, rows: int, first_end: int) -> tuple[Table, int] | None:
+def read_table(data: Bytes, start: int, rows: int, first_end: int) -> tuple[Table, int] | None:
     """The ``rows`` objects from ``start`` (the first, checked, ends at ``first_end``) and where they end."""
     steps = _shape(data, start, first_end)
     if steps is None or not isinstance(steps[0], bytes):
@@ -119,7 +119,7 @@ def read_table(data: bytes, start: int, rows: int, first_end: int) -> tuple[Tabl
     return Table(data, rows, columns), int(ends[-1])
 
 
-def _shape(data: bytes, at: int, end: int) -> list[_Step] | None:
+def _shape(data: Bytes, at: int, end: int) -> list[_Step] | None:
     """The steps of the (already checked) object at ``at``, or None when a value is of a kind not handled here."""
     steps: list[_Step] = []
     literal = bytearray()
@@ -167,7 +167,7 @@ def _shape(data: bytes, at: int, end: int) -> list[_Step] | None:
     return [s for s in steps if s != b""]
 
 
-def _candidates(data: bytes, start: int, rows: int, head: bytes) -> np.ndarray | None:
+def _candidates(data: Bytes, start: int, rows: int, head: bytes) -> np.ndarray | None:
     """The first ``rows`` places ``head`` occurs from ``start`` on (start first), or None."""
     found = [start]
     at = start
@@ -180,7 +180,7 @@ def _candidates(data: bytes, start: int, rows: int, head: bytes) -> np.ndarray |
 
 
 def _walk(
-    data: bytes, starts: np.ndarray, steps: list[_Step]
+    data: Bytes, starts: np.ndarray, steps: list[_Step]
 ) -> tuple[np.ndarray, dict[tuple[str, ...], Column]] | None:
     """Every step applied to every row at once; None when one row does not follow the shape."""
     raw = np.frombuffer(data, dtype=np.uint8)

@@ -10,10 +10,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_DEPTH", "NumberArray", "StructureError", "collector_paused", "stack_integers"]
+__all__ = ["MAX_DEPTH", "Bytes", "NumberArray", "StructureError", "collector_paused", "stack_integers"]
 
 #: deepest nesting accepted; real models nest fewer than 10 levels
 MAX_DEPTH = 64
+
+#: a document: a handler may read a file straight into a bytearray
+Bytes = bytes | bytearray
 
 
 class StructureError(ValueError):
@@ -29,7 +32,7 @@ class NumberArray:
 
     __slots__ = ("count", "data", "dtype", "end", "start")
 
-    def __init__(self, data: bytes, start: int, end: int, count: int, dtype: str | None = None) -> None:
+    def __init__(self, data: Bytes, start: int, end: int, count: int, dtype: str | None = None) -> None:
         self.data = data
         self.start = start
         self.end = end
@@ -94,7 +97,7 @@ def text_integers(text: bytes) -> np.ndarray:
     return _checked_integers(values)
 
 
-def typed_integers(chunk: bytes, dtype: str) -> np.ndarray:
+def typed_integers(chunk: Bytes, dtype: str) -> np.ndarray:
     """A UBJSON typed array's bytes as int64."""
     values = np.frombuffer(chunk, dtype=dtype)
     if dtype[1] == "f":
