@@ -35,11 +35,11 @@ from modelyard.handlers.xgboost_checks import MAX_FEATURES
 
 __all__ = ["prepare_model_text"]
 
-_LINE_END = re.compile(r"\r\n|\r|\n")  # LightGBM's GetLine and SkipNewLine
-_INT = re.compile(r"-?[0-9]{1,10}")
-_PARAMETER = re.compile(r"\[[^:\]]+:.*\]")  # [name: value], what LightGBM writes and reads back
+_INT = re.compile(rb"-?[0-9]{1,10}")
+_PARAMETER = re.compile(rb"\[[^:\]]+:.*\]")  # [name: value], what LightGBM writes and reads back
 _TREE_LINES = 22  # LightGBM reads at most this many lines of one tree
 _CATEGORICAL = 1  # decision_type bit
+_NODE_ARRAYS = (b"left_child", b"right_child", b"split_feature", b"decision_type")
 
 
 @dataclass
@@ -48,12 +48,13 @@ class _Forest:
 
     leaves: list[int] = field(default_factory=list)
     categories: list[int] = field(default_factory=list)
-    texts: dict[str, list[str]] = field(default_factory=dict)
-    thresholds: list[str] = field(default_factory=list)
-    linear: list[dict[str, str]] = field(default_factory=list)
+    arrays: dict[bytes, list[bytes]] = field(default_factory=dict)
+    thresholds: list[bytes] = field(default_factory=list)
+    linear: list[tuple[int, dict[bytes, bytes]]] = field(default_factory=list)  # leaves, fields
 
-    def add(self, name: str, value: str) -> None:
-        self.texts.setdefault(name, []).append(value)
+
+def _show(value: bytes | None) -> str:
+    return repr(value.decode("utf-8", "replace")[:40]) if value is not None else "missing"
 
 
 def prepare_model_text(data: bytes) -> str:
@@ -61,58 +62,61 @@ def prepare_model_text(data: bytes) -> str:
     if b"\0" in data:
         raise StructureError("it holds a NUL byte")
     try:
-        lines = _LINE_END.split(data.decode("utf-8"))
+        data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise StructureError(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if b"\r" in data:  # LightGBM ends a line at \r\n, \r or \n
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lines = data.split(b"\n")  # bytes, not str: counting values in bytes is several times faster
     header, at = _header(lines)
-    num_class = _int(header, "num_class", 1, 1 << 20)
-    per_iteration = _int(header, "num_tree_per_iteration", 1, 1 << 20, default=num_class)
+    num_class = _int(header, b"num_class", 1, 1 << 20)
+    per_iteration = _int(header, b"num_tree_per_iteration", 1, 1 << 20, default=num_class)
     if per_iteration != num_class:
         raise StructureError(f"num_tree_per_iteration is {per_iteration}, num_class {num_class}")
-    features = _int(header, "max_feature_idx", 0, MAX_FEATURES - 1) + 1
-    for token in header.get("objective", "").split(" ")[1:]:
-        if token.startswith("num_class:") and token != f"num_class:{num_class}":
-            raise StructureError(f"the objective's {token} differs from the model's num_class {num_class}")
+    features = _int(header, b"max_feature_idx", 0, MAX_FEATURES - 1) + 1
+    for token in header.get(b"objective", b"").split(b" ")[1:]:
+        if token.startswith(b"num_class:") and token != b"num_class:%d" % num_class:
+            raise StructureError(f"the objective's {token.decode()} differs from the model's num_class {num_class}")
     forest, after = _trees(lines, at)
     _check_parameters(lines, after)
     if num_class > max(1, len(forest.leaves)):
         raise StructureError(f"the model claims {num_class} classes for {len(forest.leaves)} trees")
     _check_forest(forest, features)
-    kept = [line for line in lines[:at] if line.partition("=")[0] != "tree_sizes"]
-    return "\n".join(kept + lines[at:])
+    kept = [line for line in lines[:at] if line.partition(b"=")[0] != b"tree_sizes"]
+    return b"\n".join(kept + lines[at:]).decode()
 
 
-def _header(lines: list[str]) -> tuple[dict[str, str], int]:
+def _header(lines: list[bytes]) -> tuple[dict[bytes, bytes], int]:
     """The key=value lines before the first tree (the last of equal keys wins, as in LightGBM)."""
-    header: dict[str, str] = {}
+    header: dict[bytes, bytes] = {}
     for at, line in enumerate(lines):
-        if line.startswith("Tree="):
+        if line.startswith(b"Tree="):
             return header, at
         if line:
-            key, _, value = line.partition("=")
+            key, _, value = line.partition(b"=")
             header[key] = value
     return header, len(lines)
 
 
-def _int(values: dict[str, str], key: str, low: int, high: int, default: int | None = None) -> int:
+def _int(values: dict[bytes, bytes], key: bytes, low: int, high: int, default: int | None = None) -> int:
     value = values.get(key)
     if value is None and default is not None:
         return default
     if value is None or not _INT.fullmatch(value) or not low <= int(value) <= high:
-        raise StructureError(f"{key} is {value!r}, not an integer from {low} to {high}")
+        raise StructureError(f"{key.decode()} is {_show(value)}, not an integer from {low} to {high}")
     return int(value)
 
 
-def _trees(lines: list[str], at: int) -> tuple[_Forest, int]:
+def _trees(lines: list[bytes], at: int) -> tuple[_Forest, int]:
     """Read the trees as LightGBM does without tree_sizes; returns them and the line after."""
     forest = _Forest()
     while at < len(lines):
         if not lines[at]:
             at += 1
             continue
-        if not lines[at].startswith("Tree="):
+        if not lines[at].startswith(b"Tree="):
             break
-        tree: dict[str, str] = {}
+        tree: dict[bytes, bytes] = {}
         at += 1
         read = 0
         while read < _TREE_LINES:
@@ -122,9 +126,9 @@ def _trees(lines: list[str], at: int) -> tuple[_Forest, int]:
             line = lines[at]
             if not line:
                 break
-            if "=" not in line:  # LightGBM scans for '=' across lines and past the end
-                raise StructureError(f"tree {len(forest.leaves)} has a line without '=': {line[:40]!r}")
-            key, _, value = line.partition("=")
+            key, equals, value = line.partition(b"=")
+            if not equals:  # LightGBM scans for '=' across lines and past the end
+                raise StructureError(f"tree {len(forest.leaves)} has a line without '=': {_show(line)}")
             tree[key] = value
             at += 1
             read += 1
@@ -132,104 +136,114 @@ def _trees(lines: list[str], at: int) -> tuple[_Forest, int]:
     return forest, at
 
 
-def _check_parameters(lines: list[str], at: int) -> None:
+def _check_parameters(lines: list[bytes], at: int) -> None:
     """The training parameters after the trees: LightGBM splits each at ':' and indexes the halves unchecked."""
     inside = False
     for line in lines[at:]:
-        if line == "parameters:":
+        if line == b"parameters:":
             inside = True
-        elif line == "end of parameters":
+        elif line == b"end of parameters":
             return
         elif inside and line and not _PARAMETER.fullmatch(line):
-            raise StructureError(f"the parameter line {line[:40]!r} is not [name: value]")
+            raise StructureError(f"the parameter line {_show(line)} is not [name: value]")
 
 
-def _read_tree(tree: dict[str, str], forest: _Forest) -> None:
+def _read_tree(tree: dict[bytes, bytes], forest: _Forest) -> None:
     index = len(forest.leaves)
-    leaves = _int(tree, "num_leaves", 1, 1 << 30)
-    categories = _int(tree, "num_cat", 0, 1 << 30)
-    linear = _int(tree, "is_linear", -(1 << 31), (1 << 31) - 1, default=0) != 0
+    leaves = _int(tree, b"num_leaves", 1, 1 << 30)
+    categories = _int(tree, b"num_cat", 0, 1 << 30)
+    linear = _int(tree, b"is_linear", -(1 << 31), (1 << 31) - 1, default=0) != 0
     nodes = leaves - 1
-    expected = {"leaf_value": leaves, "leaf_weight": leaves, "leaf_count": leaves}
+    expected = {b"leaf_value": leaves, b"leaf_weight": leaves, b"leaf_count": leaves}
     if nodes or linear:
-        expected |= dict.fromkeys(("left_child", "right_child", "split_feature", "threshold"), nodes)
+        expected |= dict.fromkeys((b"left_child", b"right_child", b"split_feature", b"threshold"), nodes)
         expected |= dict.fromkeys(
-            ("decision_type", "split_gain", "internal_value", "internal_weight", "internal_count"), nodes
+            (b"decision_type", b"split_gain", b"internal_value", b"internal_weight", b"internal_count"), nodes
         )
     for name, count in expected.items():
         value = tree.get(name)
         if value is None:
-            if name in ("leaf_value", "left_child", "right_child", "split_feature", "threshold"):
-                raise StructureError(f"tree {index} has no {name}")
+            if name in (b"leaf_value", b"left_child", b"right_child", b"split_feature", b"threshold"):
+                raise StructureError(f"tree {index} has no {name.decode()}")
             continue
         if _count(value) != count:
-            raise StructureError(f"tree {index}: {name} has {_count(value)} values, {count} expected")
+            raise StructureError(f"tree {index}: {name.decode()} has {_count(value)} values, {count} expected")
     forest.leaves.append(leaves)
     forest.categories.append(categories)
     if nodes or linear:
-        for name in ("left_child", "right_child", "split_feature"):
-            forest.add(name, tree[name])
-        forest.add("decision_type", tree.get("decision_type", "0 " * nodes))
-        forest.thresholds.append(tree["threshold"])
-    else:
-        for name in ("left_child", "right_child", "split_feature", "decision_type"):
-            forest.add(name, "")
-        forest.thresholds.append("")
+        defaults = {b"decision_type": b"0 " * nodes}
+        for name in _NODE_ARRAYS:
+            forest.arrays.setdefault(name, []).append(tree.get(name, defaults.get(name, b"")))
+        forest.thresholds.append(tree[b"threshold"])
     if categories:
-        boundaries = _ints(tree.get("cat_boundaries", ""), f"tree {index}: cat_boundaries")
+        boundaries = _ints(tree.get(b"cat_boundaries", b""), f"tree {index}: cat_boundaries")
         if len(boundaries) != categories + 1 or boundaries[0] != 0 or (np.diff(boundaries) < 0).any():
             raise StructureError(f"tree {index}: cat_boundaries do not split cat_threshold into {categories} sets")
-        if _count(tree.get("cat_threshold", "")) != boundaries[-1]:
+        if _count(tree.get(b"cat_threshold", b"")) != boundaries[-1]:
             raise StructureError(f"tree {index}: cat_threshold does not have {boundaries[-1]} values")
     if linear:
         forest.linear.append(
-            {k: tree.get(k, "") for k in ("num_features", "leaf_features", "leaf_coeff")} | {"n": str(leaves)}
+            (leaves, {k: tree.get(k, b"") for k in (b"num_features", b"leaf_features", b"leaf_coeff")})
         )
 
 
-def _tokens(value: str) -> list[str]:
+def _regular(value: bytes) -> bool:
+    """Values one space apart, as LightGBM writes them: counted and joined without splitting."""
+    return bool(value) and b"  " not in value and value[:1] != b" " and value[-1:] != b" "
+
+
+def _tokens(value: bytes) -> list[bytes]:
     # LightGBM splits arrays at spaces, and spaces only, skipping empty tokens
-    return [token for token in value.split(" ") if token]
+    return [token for token in value.split(b" ") if token]
 
 
-def _count(value: str) -> int:
-    return len(_tokens(value))
+def _count(value: bytes) -> int:
+    return value.count(b" ") + 1 if _regular(value) else len(_tokens(value))
 
 
-def _ints(text: str, what: str) -> np.ndarray:
-    tokens = _tokens(text)
-    if not tokens:
+def _commas(value: bytes) -> tuple[bytes, int]:
+    """The values comma-separated, for NumPy, and how many there are."""
+    if _regular(value):
+        return value.replace(b" ", b","), value.count(b" ") + 1
+    tokens = _tokens(value)
+    return b",".join(tokens), len(tokens)
+
+
+def _ints(text: bytes, what: str) -> np.ndarray:
+    joined, count = _commas(text)
+    if not count:
         return np.zeros(0, dtype=np.int64)
-    values = text_integers(",".join(tokens).encode())
-    if len(values) != len(tokens):
+    values = text_integers(joined)
+    if len(values) != count:
         raise StructureError(f"{what} holds something other than integers")
     return values
 
 
-def _floats(text: str, what: str) -> np.ndarray:
-    tokens = _tokens(text)
+def _floats(text: bytes, what: str) -> np.ndarray:
+    joined, count = _commas(text)
     try:
-        values = np.fromstring(",".join(tokens), dtype=np.float64, sep=",") if tokens else np.zeros(0)
+        values = np.fromstring(joined, dtype=np.float64, sep=",") if count else np.zeros(0)
     except (ValueError, DeprecationWarning):  # DeprecationWarning: when warnings are errors
         values = np.zeros(0)
-    if len(values) != len(tokens):
+    if len(values) != count:
         raise StructureError(f"{what} holds something other than numbers")
     return values
 
 
 def _check_forest(forest: _Forest, features: int) -> None:
-    for index, linear in enumerate(forest.linear):
-        counts = _ints(linear["num_features"], f"linear tree {index}: num_features")
-        used = _ints(linear["leaf_features"], f"linear tree {index}: leaf_features")
-        if len(counts) != int(linear["n"]) or (counts < 0).any() or int(counts.sum()) != len(used):
+    for index, (leaves, linear) in enumerate(forest.linear):
+        counts = _ints(linear[b"num_features"], f"linear tree {index}: num_features")
+        used = _ints(linear[b"leaf_features"], f"linear tree {index}: leaf_features")
+        if len(counts) != leaves or (counts < 0).any() or int(counts.sum()) != len(used):
             raise StructureError(f"linear tree {index}: num_features do not match leaf_features")
-        if (used < 0).any() or (used >= features).any() or _count(linear["leaf_coeff"]) != len(used):
+        if (used < 0).any() or (used >= features).any() or _count(linear[b"leaf_coeff"]) != len(used):
             raise StructureError(f"linear tree {index}: a leaf uses a feature the model does not have")
     nodes = np.array(forest.leaves, dtype=np.int64) - 1
     if not nodes.any():
         return
-    names = ("left_child", "right_child", "split_feature", "decision_type")
-    left, right, splits, kinds = (_ints(" ".join(forest.texts[name]), name) for name in names)
+    left, right, splits, kinds = (
+        _ints(b" ".join(t for t in forest.arrays[name] if t), name.decode()) for name in _NODE_ARRAYS
+    )
     ends = np.cumsum(nodes)
     base = np.repeat(ends - nodes, nodes)
     local = np.arange(int(ends[-1])) - base
@@ -251,7 +265,7 @@ def _check_forest(forest: _Forest, features: int) -> None:
         raise StructureError("a decision_type is not an 8-bit value")
     categorical = (kinds & _CATEGORICAL) != 0
     if categorical.any():
-        thresholds = _floats(" ".join(forest.thresholds), "threshold")
+        thresholds = _floats(b" ".join(t for t in forest.thresholds if t), "threshold")
         sets = np.repeat(np.array(forest.categories, dtype=np.int64), nodes)[categorical]
         chosen = thresholds[categorical]
         bad = np.flatnonzero(~((chosen >= 0) & (chosen < sets) & (chosen == np.trunc(chosen))))

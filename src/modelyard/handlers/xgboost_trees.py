@@ -165,7 +165,7 @@ class _ListFields(_Fields):
             if required or self.has(name):
                 raise StructureError(f"a tree has no {name!r} array")
             return None
-        return np.fromiter((len(a) for a in arrays), dtype=np.int64, count=self.count)
+        return np.array([a.count if type(a) is NumberArray else len(a) for a in arrays], dtype=np.int64)
 
     def ragged(self, name: str) -> Ragged:
         arrays = self._arrays(name)

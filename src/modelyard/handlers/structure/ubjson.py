@@ -158,10 +158,18 @@ class _Parser:
             at += n
             if key in out:
                 raise StructureError(f"an object has the key {key!r} twice")
-            if data[at : at + 2] == b"[$" and depth < self.max_depth:  # the usual value, read inline
-                out[key], at = self.typed(at + 2)
-            else:
-                out[key], at = value(at, depth)
+            # the usual value, a typed array [$<type>#L<n>, read inline (the slow path says what is wrong)
+            if data[at : at + 2] == b"[$" and data[at + 3 : at + 5] == b"#L" and depth < self.max_depth:
+                dtype = _TYPED.get(data[at + 2])
+                if dtype is not None and at + 13 <= size:
+                    count: int = unpack(data, at + 5)[0]
+                    start = at + 13
+                    end = start + count * _WIDTHS[dtype]
+                    if count >= 0 and end <= size:
+                        out[key] = NumberArray(data, start, end, count, dtype)
+                        at = end
+                        continue
+            out[key], at = value(at, depth)
 
     def array(self, at: int, depth: int) -> tuple[Any, int]:
         if depth > self.max_depth:

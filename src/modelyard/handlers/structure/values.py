@@ -58,12 +58,12 @@ def stack_integers(arrays: Sequence[NumberArray | list[Any]]) -> tuple[np.ndarra
     one type are read in one go. A value that is not an integer (a float, NaN,
     ``true``) is a StructureError.
     """
-    lengths = np.fromiter((len(a) for a in arrays), dtype=np.int64, count=len(arrays))
+    lengths = np.array([a.count if type(a) is NumberArray else len(a) for a in arrays], dtype=np.int64)
     parts: list[np.ndarray] = []
     run: list[NumberArray | list[Any]] = []
     run_kind = ""
-    for array in arrays:
-        if not len(array):
+    for array, length in zip(arrays, lengths.tolist(), strict=True):
+        if not length:
             continue
         kind = (array.dtype or "text") if isinstance(array, NumberArray) else "list"
         if kind != run_kind and run:
