@@ -175,6 +175,22 @@ def test_each_crasher_is_refused_with_the_reason(name: str, kind: str, edit: Edi
         check_xgboost_model(data)
 
 
+OLDER: list[tuple[str, Edit]] = [
+    ("no num_parallel_tree", lambda d: model(d)["gbtree_model_param"].pop("num_parallel_tree")),
+    ("no num_target", lambda d: params(d).pop("num_target")),
+    ("no iteration_indptr", lambda d: model(d).pop("iteration_indptr")),
+    ("no categorical fields", lambda d: [t.pop(k) for t in model(d)["trees"] for k in ("split_type", "categories")]),
+]
+
+
+@pytest.mark.parametrize(("name", "edit"), OLDER, ids=[o[0] for o in OLDER])
+def test_fields_older_models_lack_are_not_required(name: str, edit: Edit) -> None:
+    document = xgboost_document()
+    edit(document)
+    check_xgboost_model(ubj_encode(document))
+    check_xgboost_model(as_json(document))
+
+
 def test_wide_models_are_read_by_column_and_checked_the_same() -> None:
     document = xgboost_document("many")
     items(tree(document, 33)["left_children"])[0] = 1000

@@ -103,7 +103,8 @@ def _check_forest(model: dict[str, Any], num_feature: int, num_target: int, outp
         raise StructureError("the model has no list of trees")
     count = len(tree_list)
     forest = _param(_object(model, "gbtree_model_param", "model"), "num_trees", "gbtree_model_param", 0, 2**31 - 1)
-    _param(model["gbtree_model_param"], "num_parallel_tree", "gbtree_model_param", 1, 2**31 - 1)
+    # an older model may have no num_parallel_tree: XGBoost reads 1
+    _param(model["gbtree_model_param"], "num_parallel_tree", "gbtree_model_param", 1, 2**31 - 1, default=1)
     if forest != count:
         raise StructureError(f"gbtree_model_param.num_trees is {forest}, the model holds {count} trees")
     info = _integers(model, "tree_info", "model")
