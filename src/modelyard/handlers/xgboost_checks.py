@@ -139,7 +139,10 @@ def _integers(parent: dict[str, Any], key: str, where: str) -> np.ndarray:
     value = parent.get(key)
     if not isinstance(value, NumberArray | list):
         raise StructureError(f"{where} has no {key!r} array")
-    return value.integers() if isinstance(value, NumberArray) else np.array(_ints(value, key), dtype=np.int64)
+    try:
+        return value.integers() if isinstance(value, NumberArray) else np.array(_ints(value, key), dtype=np.int64)
+    except StructureError as exc:
+        raise StructureError(f"{key}: {exc}") from None
 
 
 def _ints(items: list[Any], what: str) -> list[int]:
