@@ -159,9 +159,16 @@ class _Parser:
             if key in out:
                 raise StructureError(f"an object has the key {key!r} twice")
             # the usual value, a typed array [$<type>#L<n>, read inline (the slow path says what is wrong)
-            if data[at : at + 2] == b"[$" and data[at + 3 : at + 5] == b"#L" and depth < self.max_depth:
+            if (
+                at + 13 <= size
+                and data[at] == 0x5B  # [
+                and data[at + 1] == 0x24  # $
+                and data[at + 3] == 0x23  # #
+                and data[at + 4] == 0x4C  # L
+                and depth < self.max_depth
+            ):
                 dtype = _TYPED.get(data[at + 2])
-                if dtype is not None and at + 13 <= size:
+                if dtype is not None:
                     count: int = unpack(data, at + 5)[0]
                     start = at + 13
                     end = start + count * _WIDTHS[dtype]
