@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import resource
 import subprocess
 import sys
 import threading
@@ -59,6 +60,9 @@ print(pool.submit(load).result())
 @pytest.mark.parametrize("pool", ["load", "default"])
 def test_xgboost_survives_deep_nesting_on_a_load_thread_only(pool: str) -> None:
     # the nesting check is bypassed: this is the defence behind it
+    soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    if pool == "default" and not 0 < soft <= 16 << 20:
+        pytest.skip("default thread stacks follow the stack limit, which is not glibc's usual 8 MiB here")
     done = subprocess.run([sys.executable, "-c", DEEP_LOAD, pool], capture_output=True, text=True, timeout=120)
     if pool == "load":
         assert (done.returncode, done.stdout.strip()) == (0, "raised"), done.stderr[-500:]
