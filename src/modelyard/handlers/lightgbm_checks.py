@@ -61,10 +61,6 @@ def prepare_model_text(data: bytes) -> str:
     """The model text to hand to LightGBM, or StructureError (see module doc)."""
     if b"\0" in data:
         raise StructureError("it holds a NUL byte")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise StructureError(f"it is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if b"\r" in data:  # LightGBM ends a line at \r\n, \r or \n
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     lines = data.split(b"\n")  # bytes, not str: counting values in bytes is several times faster
@@ -83,7 +79,10 @@ def prepare_model_text(data: bytes) -> str:
         raise StructureError(f"the model claims {num_class} classes for {len(forest.leaves)} trees")
     _check_forest(forest, features)
     kept = [line for line in lines[:at] if line.partition(b"=")[0] != b"tree_sizes"]
-    return b"\n".join(kept + lines[at:]).decode()
+    try:
+        return b"\n".join(kept + lines[at:]).decode()
+    except UnicodeDecodeError as exc:
+        raise StructureError(f"it is not UTF-8 text ({exc.reason})") from None
 
 
 def _header(lines: list[bytes]) -> tuple[dict[bytes, bytes], int]:
@@ -187,9 +186,14 @@ def _read_tree(tree: dict[bytes, bytes], forest: _Forest) -> None:
         )
 
 
-def _regular(value: bytes) -> bool:
-    """Values one space apart, as LightGBM writes them: counted and joined without splitting."""
-    return bool(value) and b"  " not in value and value[:1] != b" " and value[-1:] != b" "
+def _count(value: bytes) -> int:
+    """How many values, as LightGBM writes them: one space apart.
+
+    Odd spacing over-counts, which is safe: arrays whose values matter are parsed
+    (:func:`_ints`), and a stray space there is refused; the others LightGBM either
+    counts itself or zero-fills, and a count is never larger than the text.
+    """
+    return value.count(b" ") + 1 if value else 0
 
 
 def _tokens(value: bytes) -> list[bytes]:
@@ -197,20 +201,13 @@ def _tokens(value: bytes) -> list[bytes]:
     return [token for token in value.split(b" ") if token]
 
 
-def _count(value: bytes) -> int:
-    return value.count(b" ") + 1 if _regular(value) else len(_tokens(value))
-
-
-def _commas(value: bytes) -> tuple[bytes, int]:
-    """The values comma-separated, for NumPy, and how many there are."""
-    if _regular(value):
-        return value.replace(b" ", b","), value.count(b" ") + 1
-    tokens = _tokens(value)
-    return b",".join(tokens), len(tokens)
-
-
-def _ints(text: bytes, what: str) -> np.ndarray:
-    joined, count = _commas(text)
+def _ints(text: bytes, what: str, *, spaced: bool = False) -> np.ndarray:
+    """Integers one space apart (``spaced``: any number of spaces, as linear trees' arrays are written)."""
+    if spaced:
+        tokens = _tokens(text)
+        joined, count = b",".join(tokens), len(tokens)
+    else:
+        joined, count = text.replace(b" ", b","), _count(text)
     if not count:
         return np.zeros(0, dtype=np.int64)
     values = text_integers(joined)
@@ -220,7 +217,7 @@ def _ints(text: bytes, what: str) -> np.ndarray:
 
 
 def _floats(text: bytes, what: str) -> np.ndarray:
-    joined, count = _commas(text)
+    joined, count = text.replace(b" ", b","), _count(text)
     try:
         values = np.fromstring(joined, dtype=np.float64, sep=",") if count else np.zeros(0)
     except (ValueError, DeprecationWarning):  # DeprecationWarning: when warnings are errors
@@ -232,11 +229,11 @@ def _floats(text: bytes, what: str) -> np.ndarray:
 
 def _check_forest(forest: _Forest, features: int) -> None:
     for index, (leaves, linear) in enumerate(forest.linear):
-        counts = _ints(linear[b"num_features"], f"linear tree {index}: num_features")
-        used = _ints(linear[b"leaf_features"], f"linear tree {index}: leaf_features")
+        counts = _ints(linear[b"num_features"], f"linear tree {index}: num_features", spaced=True)
+        used = _ints(linear[b"leaf_features"], f"linear tree {index}: leaf_features", spaced=True)
         if len(counts) != leaves or (counts < 0).any() or int(counts.sum()) != len(used):
             raise StructureError(f"linear tree {index}: num_features do not match leaf_features")
-        if (used < 0).any() or (used >= features).any() or _count(linear[b"leaf_coeff"]) != len(used):
+        if (used < 0).any() or (used >= features).any() or len(_tokens(linear[b"leaf_coeff"])) != len(used):
             raise StructureError(f"linear tree {index}: a leaf uses a feature the model does not have")
     nodes = np.array(forest.leaves, dtype=np.int64) - 1
     if not nodes.any():
