@@ -107,7 +107,9 @@ def timing(repeats: int, quick: bool) -> list[dict[str, Any]]:
 
     The models are made here, one at a time; each is timed by ``--time-one`` in a
     process of its own: in this one, after a training or a 100 MB model, a 10 KiB
-    XGBoost load took 6-12 ms instead of 0.1.
+    XGBoost load took 6-12 ms instead of 0.1. Each is timed twice that way, the
+    best of both kept: XGBoost's load starts threads, slow to wake when other work
+    holds the cores.
     """
     from tests.fixtures import onnx_bytes
 
@@ -123,8 +125,12 @@ def timing(repeats: int, quick: bool) -> list[dict[str, Any]]:
         runs = max(2, repeats // 3) if len(data) > 50 << 20 else repeats
         command = [sys.executable, __file__, "--time-one", framework, str(path), str(runs)]
         env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}:{ROOT / 'bench'}"}
-        done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
-        rows.append({"model": name, "bytes": len(data)} | json.loads(done.stdout.strip().splitlines()[-1]))
+        rounds = []
+        for _ in range(2):  # two processes, apart in time: other work on the cores can slow a whole process
+            done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+            rounds.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        best_of = {key: min(r[key] for r in rounds) for key in rounds[0]}
+        rows.append({"model": name, "bytes": len(data)} | best_of)
         print(f"  {name}: {rows[-1]}", file=sys.stderr, flush=True)
         path.unlink()
 
