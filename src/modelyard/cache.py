@@ -49,6 +49,7 @@ from modelyard.errors import (
     ModelTooLarge,
     ServiceUnavailable,
 )
+from modelyard.executors import LoadExecutor
 from modelyard.handlers import Loader, Model
 from modelyard.policy import GDSF, EvictionPolicy, Residency
 from modelyard.store import Store
@@ -98,8 +99,9 @@ class ModelCache:
         self._slots = asyncio.Semaphore(max_concurrent_loads)
         # Framework loads run on their own threads: one by default, since loads are
         # measured one at a time anyway and a fixed thread keeps per-thread framework
-        # state from being charged to whichever model first ran on a new thread.
-        self._load_executor = ThreadPoolExecutor(load_threads, thread_name_prefix="modelyard-load")
+        # state from being charged to whichever model first ran on a new thread. Their
+        # stacks are large: native parsers recurse (modelyard.executors).
+        self._load_executor = LoadExecutor(load_threads, thread_name_prefix="modelyard-load")
         # Unloads free memory on a thread of their own: not the load thread, whose
         # allocator caches would hand the freed chunks to the next load unseen by its
         # measurement, and not the event loop, which must not wait for a measurement.

@@ -5,6 +5,13 @@ format (so a README or a requirements file is never taken for a model); when an
 artifact holds several, the one named ``model.txt``. The text format runs no code:
 it needs no trusted store.
 
+LightGBM trusts the text it parses: a tree whose length differs from its
+``tree_sizes`` entry (a hand edit, Windows line endings) aborts the process, a child
+index outside its tree is read out of bounds. So the text is checked first
+(:mod:`~modelyard.handlers.lightgbm_checks`) and handed over without ``tree_sizes``:
+trees are then parsed one after the other and a format error raises instead of
+aborting. Models with Windows line endings load.
+
 Rows are decoded as ``float64``, what LightGBM is trained on, so that a threshold
 falling between a value and its ``float32`` rounding splits as it did in training.
 Each prediction runs on one thread: many models share the cores. Outputs:
@@ -21,6 +28,8 @@ import numpy as np
 
 from modelyard.errors import ArtifactInvalid, ModelError
 from modelyard.handlers.base import Handler, Model, TensorSpec, require
+from modelyard.handlers.lightgbm_checks import prepare_model_text
+from modelyard.handlers.structure import StructureError
 
 __all__ = ["LightGBMHandler", "LightGBMModel"]
 
@@ -86,7 +95,11 @@ class LightGBMHandler(Handler):
     def load(self, model_file: Path, *, trusted: bool) -> Model:
         lgb = require("lightgbm", "lightgbm")
         try:
-            booster = lgb.Booster(model_file=str(model_file))
+            text = prepare_model_text(model_file.read_bytes())
+        except StructureError as exc:
+            raise ArtifactInvalid(f"'{model_file.name}' is not a valid LightGBM model: {exc}") from exc
+        try:
+            booster = lgb.Booster(model_str=text)
         except lgb.basic.LightGBMError as exc:
             raise ArtifactInvalid(
                 f"'{model_file.name}' is not a valid LightGBM model: {str(exc).splitlines()[0]}"

@@ -12,17 +12,24 @@ Protocol route. The default output is the model's first; ``output=NAME`` picks
 another. A ZipMap output (scikit-learn classifiers converted by skl2onnx: a list of
 ``{class: probability}``) is returned as a 2-D array, one column per class.
 
+The model is loaded from its path, so external data (tensors kept in another file,
+as models over 2 GB must) is read from the artifact's folder and only from there
+(:mod:`~modelyard.handlers.onnx_checks`); loaded from bytes, ONNX Runtime would
+resolve it against the server's working directory.
+
 Sessions are built for many models in one process: one intra-op and one inter-op
 thread, no spinning, and neither the CPU memory arena nor memory patterns, which
 would keep per-session buffers alive (and uncounted) after each run. Each session
 runs once on zeros when it loads, so lazy first-run allocations are measured with
-the model instead of surprising the budget later.
+the model instead of surprising the budget later; a run still going after
+:data:`WARM_UP_LIMIT` seconds is stopped and the model refused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,12 +39,16 @@ import numpy as np
 from modelyard import codecs
 from modelyard.errors import ArtifactInvalid, ModelError
 from modelyard.handlers.base import Handler, Model, TensorSpec, require
+from modelyard.handlers.onnx_checks import check_external_data
+from modelyard.handlers.structure import StructureError
 
 __all__ = ["ONNXHandler", "ONNXModel"]
 
 log = logging.getLogger("modelyard.handlers")
 
 _MODEL_NAME = "model.onnx"
+#: seconds the first run on zeros may take; a graph that loops for ever is refused, not kept loading
+WARM_UP_LIMIT = 30.0
 _TYPES: dict[str, Any] = {
     "tensor(float)": np.float32,
     "tensor(double)": np.float64,
@@ -175,15 +186,31 @@ class ONNXModel(Model):
     def signature(self) -> tuple[list[TensorSpec], list[TensorSpec]]:
         return list(self.input_specs), list(self.output_specs)
 
-    def warm_up(self) -> None:
-        """Run once on zeros (variable dimensions as 1), when every input is numeric."""
+    def warm_up(self, limit: float = WARM_UP_LIMIT) -> None:
+        """Run once on zeros (variable dimensions as 1), when every input is numeric.
+
+        A run still going after ``limit`` seconds is stopped (ONNX Runtime's
+        ``RunOptions.terminate``) and the model refused: a ``Loop`` of a trillion
+        iterations would otherwise hold the load thread, and every load after it, for ever.
+        """
         if any(spec.dtype.kind not in "biuf" for spec in self.input_specs):
             return
+        import onnxruntime as ort
+
         feed = {s.name: np.zeros([d if d > 0 else 1 for d in s.shape], dtype=s.dtype) for s in self.input_specs}
+        options = ort.RunOptions()
+        timer = threading.Timer(limit, setattr, (options, "terminate", True))
+        timer.start()
         try:
-            self.session.run(None, feed)
-        except Exception as exc:  # noqa: BLE001 - a model may refuse zeros; its first request will tell
+            self.session.run(None, feed, options)
+        except Exception as exc:  # a model may refuse zeros; its first request will tell
+            if options.terminate:
+                raise ArtifactInvalid(
+                    f"The model's first run, on zeros, took more than {limit:g} s: it was stopped."
+                ) from exc
             log.debug("warm-up run failed: %s", exc)
+        finally:
+            timer.cancel()
 
     def unload(self) -> None:
         self.session = None
@@ -212,7 +239,12 @@ class ONNXHandler(Handler):
         options.log_severity_level = 3
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            session = ort.InferenceSession(model_file.read_bytes(), options, providers=["CPUExecutionProvider"])
+            check_external_data(model_file.read_bytes(), model_file.parent)
+        except StructureError as exc:
+            raise ArtifactInvalid(f"'{model_file.name}' is not a model ONNX Runtime can load safely: {exc}") from exc
+        try:
+            # from its path, so external data is looked for next to it, never in the working directory
+            session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # InvalidProtobuf, Fail, NotImplemented...: all derive from Exception
             raise ArtifactInvalid(f"'{model_file.name}' is not a model ONNX Runtime can load: {_message(exc)}") from exc
         model = ONNXModel(session)

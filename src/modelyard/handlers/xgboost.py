@@ -1,8 +1,17 @@
 """XGBoost, following the SageMaker XGBoost container's artifact rules.
 
-The model file is ``xgboost-model`` (native binary, JSON or UBJ) or a single
+The model file is ``xgboost-model`` (JSON or UBJ) or a single
 ``*.json``/``*.ubj``/``*.bst`` XGBoost model. A pickled Booster (older SageMaker
 containers save one) runs code on load, so it loads only from a trusted store.
+XGBoost's old binary format is refused: XGBoost 3 no longer reads it.
+
+XGBoost trusts the model it loads: a file nested 100,000 deep overflows the load
+thread's stack, a child index outside its tree is read out of bounds, and either
+kills the whole process. So every model is parsed and checked first
+(:func:`check_xgboost_model`: :mod:`~modelyard.handlers.structure` for the document,
+:mod:`~modelyard.handlers.xgboost_checks` for the trees), and anything XGBoost would
+not have written is refused with the reason. What the check costs next to
+XGBoost's own load, on models of 10 KiB to 100 MB, is in ``bench/HOSTILE.md``.
 
 One-row predictions are dominated by overhead, not by the trees. The public
 ``inplace_predict`` spends ~90 µs per call building JSON arguments and wrappers in
@@ -29,7 +38,8 @@ import numpy as np
 
 from modelyard.errors import ArtifactInvalid, ModelError
 from modelyard.handlers.base import Handler, Model, require
-from modelyard.handlers.nesting import MAX_DEPTH, too_deep
+from modelyard.handlers.structure import StructureError, parse_json, parse_ubjson
+from modelyard.handlers.xgboost_checks import check_model
 
 __all__ = ["XGBoostHandler", "XGBoostModel"]
 
@@ -40,6 +50,32 @@ _PREDICT_ARGS = (
     b'{"type": 0, "training": false, "iteration_begin": 0, "iteration_end": 0, '
     b'"missing": NaN, "strict_shape": false, "cache_id": 0}'
 )
+
+
+def check_xgboost_model(data: bytes | bytearray) -> None:
+    """Raise StructureError unless XGBoost can load ``data`` without risking the process.
+
+    XGBoost 3.2 reads only JSON and UBJSON: a document opening with ``{``, then (after
+    whitespace) a quote for JSON or a letter for UBJSON. The same rule picks the parser
+    here, so both read the bytes the same way (:mod:`modelyard.handlers.structure`),
+    then the model's invariants are checked (:mod:`modelyard.handlers.xgboost_checks`).
+    """
+    if data[:4] == b"binf" or data[:1] != b"{":
+        raise StructureError(
+            "it is neither JSON nor UBJSON; XGBoost no longer reads its old binary format: "
+            "load it with the XGBoost that saved it and save it again as model.json or model.ubj"
+        )
+    at = 1
+    while at < len(data) and data[at] in b" \t\n\r\x0b\x0c":
+        at += 1
+    first = data[at : at + 1]
+    if first == b'"':
+        document = parse_json(data)
+    elif first.isalpha():
+        document = parse_ubjson(data)
+    else:
+        raise StructureError("it is an empty or malformed document")
+    check_model(document, file_size=len(data))
 
 
 def _looks_like_xgboost(path: Path) -> bool:
@@ -174,10 +210,10 @@ class XGBoostHandler(Handler):
         else:
             if size < 2:  # XGBoost aborts the whole process on an empty buffer
                 raise ArtifactInvalid(f"'{model_file.name}' is not a valid XGBoost model: it is empty.")
-            if too_deep(data):  # XGBoost's recursive parser would overflow the stack and end the process
-                raise ArtifactInvalid(
-                    f"'{model_file.name}' is not a valid XGBoost model: it nests deeper than {MAX_DEPTH} levels."
-                )
+            try:
+                check_xgboost_model(data)
+            except StructureError as exc:
+                raise ArtifactInvalid(f"'{model_file.name}' is not a valid XGBoost model: {exc}") from exc
             booster = xgb.Booster()
             try:
                 booster.load_model(data)
