@@ -23,6 +23,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from modelyard.handlers.structure.ubjtable import TYPED as _TYPED
 from modelyard.handlers.structure.ubjtable import read_table
 from modelyard.handlers.structure.values import MAX_DEPTH, Bytes, NumberArray, StructureError, collector_paused
 
@@ -40,15 +41,6 @@ _SCALARS = {
         ("d", ">f"),
         ("D", ">d"),
     )
-}
-_TYPED = {
-    ord("i"): ">i1",
-    ord("U"): ">u1",
-    ord("I"): ">i2",
-    ord("l"): ">i4",
-    ord("L"): ">i8",
-    ord("d"): ">f4",
-    ord("D"): ">f8",
 }
 _WIDTHS = {dtype: int(dtype[-1]) for dtype in _TYPED.values()}
 _INT64 = struct.Struct(">q")

@@ -30,7 +30,8 @@ from modelyard.handlers.structure.values import Bytes, NumberArray
 
 __all__ = ["Column", "Table", "read_table"]
 
-_TYPED = {
+#: UBJSON strongly typed array markers and the numpy dtype of their values
+TYPED = {
     ord("i"): ">i1",
     ord("U"): ">u1",
     ord("I"): ">i2",
@@ -140,7 +141,7 @@ def _shape(data: Bytes, at: int, end: int) -> list[_Step] | None:
             at += 9 + n
             marker = data[at]
             if marker == 0x5B and data[at + 1] == 0x24:  # [$<type>#L<n>
-                dtype = _TYPED[data[at + 2]]
+                dtype = TYPED[data[at + 2]]
                 literal.extend(data[at : at + 5])
                 field("typed", (*path, key), dtype)
                 at += 13 + _INT64.unpack_from(data, at + 5)[0] * int(dtype[-1])
