@@ -181,7 +181,7 @@ def main() -> None:
         time.sleep(0.5)
         client.stopped.set()
         client.join()
-        left = sorted(p.name for p in disk.iterdir()) if disk.exists() else []
+        left = sorted(p.name for p in disk.iterdir() if not p.name.startswith(".")) if disk.exists() else []
         owned = Path("/tmp/modelyard-owned").exists()
     lat = percentiles(client.latencies)
     summary = (
